@@ -1,0 +1,96 @@
+"""Wrapped-env throughput next to raw NES emulation, in one process and one run.
+
+Raw emulation is ``nes_py.speedtest`` (the emulator alone, random buttons); the wrapped env is our
+``MarioEnv`` with its defaults (frame skip 4, max-pool, gray, 84x84, stack 4), random actions.
+Runs alternate (raw, wrapped, raw, wrapped, ...) so machine noise hits both alike; the ratio uses
+the medians. One line per game with ``--all-games``.
+
+    python benchmarks/env_throughput.py [--seconds 5] [--rounds 3] [--all-games] [--json]
+"""
+
+import argparse
+import json
+import statistics
+import time
+
+import gym_super_mario_bros
+import numpy as np
+from nes_py import speedtest
+
+from envs import MarioEnv
+
+GAME_TASKS = {
+    "smb1": "SuperMarioBros-1-1-v0",
+    "lost_levels": "SuperMarioBros2-1-1-v0",
+    "smb2_usa": "SuperMarioBros2USA-1-1-v0",
+    "smb3": "SuperMarioBros3-1-1-v0",
+}
+
+
+def raw_frames_per_second(rom: str, seconds: float) -> float:
+    """Frames/s of the bare emulator, measured by nes-py's own speedtest."""
+    steps = max(200, int(seconds * 1100))
+    result = speedtest.run_benchmark(rom=rom, steps=steps, warmup_steps=100, progress=False)
+    return result.frames_per_second
+
+
+def wrapped_steps_per_second(task: str, seconds: float, seed: int = 0) -> float:
+    """Agent steps/s of ``MarioEnv`` on ``task`` with random actions."""
+    env = MarioEnv({"task": task})
+    rng = np.random.default_rng(seed)
+    env.reset(seed=seed)
+    for _ in range(25):  # warm-up, as the speedtest does
+        env.step(int(rng.integers(env.action_space.n)))
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        _, _, terminated, truncated, _ = env.step(int(rng.integers(env.action_space.n)))
+        steps += 1
+        if terminated or truncated:
+            env.reset()
+    elapsed = time.perf_counter() - start
+    env.close()
+    return steps / elapsed
+
+
+def measure(game: str, *, seconds: float, rounds: int) -> dict:
+    task = GAME_TASKS[game]
+    rom = gym_super_mario_bros.make(task).unwrapped._rom_path
+    frame_skip = MarioEnv({"task": task}).config.frame_skip
+    raw, wrapped = [], []
+    for _ in range(rounds):
+        raw.append(raw_frames_per_second(rom, seconds))
+        wrapped.append(wrapped_steps_per_second(task, seconds))
+    raw_fps, env_sps = statistics.median(raw), statistics.median(wrapped)
+    ceiling = raw_fps / frame_skip
+    return {
+        "game": game,
+        "task": task,
+        "raw_frames_per_s": round(raw_fps, 1),
+        "raw_agent_steps_per_s": round(ceiling, 1),
+        "wrapped_agent_steps_per_s": round(env_sps, 1),
+        "ratio": round(env_sps / ceiling, 3),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="seconds per measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median)")
+    parser.add_argument("--all-games", action="store_true", help="one line per game")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args(argv)
+    games = list(GAME_TASKS) if args.all_games else ["smb1"]
+    rows = [measure(g, seconds=args.seconds, rounds=args.rounds) for g in games]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    print(f"{'game':<12} {'raw frames/s':>12} {'raw/skip':>9} {'wrapped steps/s':>16} {'ratio':>6}")
+    for r in rows:
+        print(
+            f"{r['game']:<12} {r['raw_frames_per_s']:>12.0f} {r['raw_agent_steps_per_s']:>9.0f} "
+            f"{r['wrapped_agent_steps_per_s']:>16.0f} {r['ratio']:>6.1%}"
+        )
+
+
+if __name__ == "__main__":
+    main()
