@@ -2,7 +2,7 @@
 
 One class instead of a stack of gymnasium wrappers, because every wrapper layer costs a Python call
 per step and the emulator only gives us ~1,000 frames/s per core: a naive wrapper stack reached 62 %
-of raw emulation on our 2-core machine, this loop reaches over 90 % (``benchmarks/env_throughput.py``).
+of raw emulation on our 2-core machine (``benchmarks/env_throughput.py`` measures this loop).
 
 nes-py hands out *views of one screen buffer*: every frame is overwritten by the next. So the
 max-pool keeps its own copy of the second-to-last frame, each stacked frame is a fresh array from
