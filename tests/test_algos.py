@@ -1,0 +1,157 @@
+"""PPO and DQN on real Mario emulation with tiny budgets: train, checkpoint, restore, evaluate."""
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+from ray.tune.search.sample import loguniform
+
+from algos import HParamError, dqn_config, ppo_config
+from algos.checkpoints import CheckpointError, load_policy
+from algos.evaluate import evaluate, main
+from envs import EnvConfigError, register_mario_env
+
+TINY_ENV = {"max_episode_steps": 60}
+TINY = {
+    "PPO": lambda: ppo_config(
+        env_config=TINY_ENV,
+        hparams={
+            "train_batch_size_per_learner": 128,
+            "minibatch_size": 64,
+            "num_epochs": 1,
+            "num_envs_per_env_runner": 2,
+        },
+    ),
+    "DQN": lambda: dqn_config(
+        env_config=TINY_ENV,
+        hparams={
+            "num_steps_sampled_before_learning_starts": 64,
+            "replay_capacity": 2_000,
+            "num_envs_per_env_runner": 2,
+        },
+    ).reporting(min_sample_timesteps_per_iteration=128),
+}
+
+
+@pytest.fixture(scope="module", params=["PPO", "DQN"])
+def trained(request, ray_session, tmp_path_factory):
+    """Train 2 iterations, checkpoint, and hand (algo name, results, checkpoint path) to tests."""
+    register_mario_env()
+    algo = TINY[request.param]().build_algo()
+    results = [algo.train() for _ in range(2)]
+    path = tmp_path_factory.mktemp(request.param) / "checkpoint"
+    algo.save_to_path(path)
+    algo.stop()
+    return request.param, results, path
+
+
+@pytest.mark.slow
+def test_training_reports_episode_metrics_and_growing_step_counters(trained):
+    _, results, _ = trained
+    steps = [r["num_env_steps_sampled_lifetime"] for r in results]
+    assert 0 < steps[0] < steps[1]
+    assert [r["training_iteration"] for r in results] == [1, 2]
+    # 60-step episodes: several ended, so the mean return is a real number.
+    assert results[-1]["env_runners"]["num_episodes_lifetime"] >= 2
+    assert np.isfinite(results[-1]["env_runners"]["episode_return_mean"])
+
+
+@pytest.mark.slow
+def test_restored_checkpoint_continues_with_the_same_counters(trained):
+    name, results, path = trained
+    from ray.rllib.algorithms.algorithm import Algorithm
+
+    algo = Algorithm.from_checkpoint(path)
+    result = algo.train()
+    algo.stop()
+    assert result["training_iteration"] == 3
+    assert result["num_env_steps_sampled_lifetime"] > results[-1]["num_env_steps_sampled_lifetime"]
+    assert type(algo).__name__ == name
+
+
+@pytest.mark.slow
+def test_evaluation_video_frames_change_over_time(trained, tmp_path):
+    _, _, path = trained
+    video = tmp_path / "best.mp4"
+    results = evaluate(load_policy(path), episodes=2, video=video)
+    assert len(results) == 2
+    frames = iio.imread(video)
+    best = max(results, key=lambda r: (r.x_pos, r.total_return))
+    assert frames.shape[0] == best.frames and frames.shape[1:] == (240, 256, 3)
+    distinct = {f.tobytes() for f in frames[:: max(1, len(frames) // 20)]}
+    assert len(distinct) >= min(10, len(frames) // 2)
+    assert best.x_pos > 40  # Mario moved, so the frames show a scrolling level
+
+
+@pytest.mark.slow
+def test_evaluate_cli_prints_one_row_per_episode(trained, capsys):
+    _, _, path = trained
+    assert main([str(path), "--episodes", "3", "--sample"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    rows = [line for line in table if line.strip().split(" ")[0].isdigit()]
+    assert len(rows) == 3 and any(line.strip().startswith("mean") for line in table)
+
+
+@pytest.mark.slow
+def test_evaluate_on_held_out_task_keeps_the_trained_action_set(trained):
+    _, _, path = trained
+    results = evaluate(load_policy(path), episodes=1, tasks=["SuperMarioBros3-1-1-v0"])
+    assert results[0].task_id == "SuperMarioBros3-1-1-v0"
+
+
+def test_missing_checkpoint_is_one_line_error(tmp_path, capsys):
+    assert main([str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "does not exist" in err and "\n" not in err
+
+
+def test_corrupt_checkpoint_is_one_line_error(tmp_path):
+    bad = tmp_path / "ckpt"
+    (bad / "learner_group/learner/rl_module/default_policy").mkdir(parents=True)
+    (bad / "class_and_ctor_args.pkl").write_bytes(b"not a pickle")
+    with pytest.raises(CheckpointError, match="could not be read") as err:
+        load_policy(bad)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("build", "hparams", "message"),
+    [
+        (ppo_config, {"lr": -1e-3}, "PPO lr=-0.001 is out of range"),
+        (ppo_config, {"gamma": 1.5}, "PPO gamma=1.5 is out of range; allowed: a number in [0, 1]"),
+        (ppo_config, {"learning_rate": 1e-3}, "PPO has no hyperparameter 'learning_rate'"),
+        (
+            ppo_config,
+            {"train_batch_size_per_learner": 256, "minibatch_size": 512},
+            "minibatch_size=512 is larger than train_batch_size_per_learner=256",
+        ),
+        (ppo_config, {"lr": loguniform(1e-5, 2.0)}, "reaching 2.0"),
+        (ppo_config, {"num_epochs": 0}, "PPO num_epochs=0 is out of range"),
+        (dqn_config, {"n_step": 0}, "DQN n_step=0 is out of range"),
+        (dqn_config, {"epsilon_final": 1.5}, "DQN epsilon_final=1.5 is out of range"),
+        (dqn_config, {"entropy_coeff": 0.01}, "DQN has no hyperparameter 'entropy_coeff'"),
+    ],
+)
+def test_bad_hyperparameters_fail_fast_with_their_message(build, hparams, message):
+    with pytest.raises(HParamError) as err:
+        build(hparams=hparams)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_bad_env_config_fails_in_the_builder():
+    with pytest.raises(EnvConfigError, match="frame_skip"):
+        ppo_config(env_config={"frame_skip": 0})
+
+
+def test_builders_do_not_mutate_their_inputs():
+    hparams, env_config = {"lr": 1e-4}, {"world": 1, "stage": 2}
+    ppo_config(env_config=env_config, hparams=hparams)
+    assert hparams == {"lr": 1e-4} and env_config == {"world": 1, "stage": 2}
+
+
+def test_default_trial_fits_in_one_cpu():
+    from ray.rllib.algorithms.dqn import DQN
+    from ray.rllib.algorithms.ppo import PPO
+
+    for algo_class, build in ((PPO, ppo_config), (DQN, dqn_config)):
+        request = algo_class.default_resource_request(build())
+        assert request.required_resources.get("CPU") == 1.0
