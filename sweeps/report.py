@@ -1,0 +1,64 @@
+"""The end-of-sweep leaderboard, read back from the results store (what was really recorded)."""
+
+import json
+
+import psycopg2
+
+from callbacks.store import split_password
+from callbacks.store.urls import libpq_url
+
+__all__ = ["LEADERBOARD_SQL", "leaderboard", "leaderboard_rows"]
+
+LEADERBOARD_SQL = """
+SELECT t.trial_id, t.params, t.best_metric, t.stop_reason, t.last_env_steps, t.best_checkpoint,
+       max(e.episode_return) AS best_return, max(e.x_pos_max) AS best_x_pos,
+       count(*) FILTER (WHERE e.flag_get) AS flags, count(e.episode_id) AS episodes
+FROM mario_sweeps.trials t
+LEFT JOIN mario_sweeps.episodes e ON e.sweep_id = t.sweep_id AND e.trial_id = t.trial_id
+WHERE t.sweep_id = %s
+GROUP BY t.sweep_id, t.trial_id
+ORDER BY t.best_metric {order} NULLS LAST, t.trial_id
+"""
+
+
+def leaderboard_rows(db_url: str, sweep_id: int, *, mode: str) -> list[dict]:
+    url, password = split_password(db_url)
+    with psycopg2.connect(libpq_url(url), **({"password": password} if password else {})) as conn:
+        with conn.cursor() as cur:
+            cur.execute(
+                LEADERBOARD_SQL.format(order="DESC" if mode == "max" else "ASC"), (sweep_id,)
+            )
+            names = [d.name for d in cur.description]
+            rows = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    conn.close()
+    return rows
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def leaderboard(db_url: str, sweep_id: int, *, metric: str, mode: str) -> str:
+    """A table of the sweep's trials, best first, and the best checkpoint's path."""
+    rows = leaderboard_rows(db_url, sweep_id, mode=mode)
+    header = (
+        f"{'trial':<10} {'params':<44} {metric:>22} {'best return':>11} {'best x_pos':>10} "
+        f"{'flags':>5} {'stop reason':>11} {'env steps':>10}"
+    )
+    lines = ["", f"leaderboard ({len(rows)} trials, best first by {metric})", header]
+    for r in rows:
+        params = json.dumps(
+            {
+                k: float(f"{v:.3g}") if isinstance(v, float) else v
+                for k, v in (r["params"] or {}).items()
+            },
+            separators=(",", ":"),
+        )
+        lines.append(
+            f"{r['trial_id']:<10} {params[:44]:<44} {_fmt(r['best_metric'], '22.2f')} "
+            f"{_fmt(r['best_return'], '11.2f')} {_fmt(r['best_x_pos'], '10d')} {r['flags']:>5} "
+            f"{r['stop_reason'] or '-':>11} {_fmt(r['last_env_steps'], '10,d')}"
+        )
+    best = next((r for r in rows if r["best_checkpoint"]), None)
+    lines.append(f"best checkpoint: {best['best_checkpoint'] if best else '(none recorded)'}")
+    return "\n".join(lines)

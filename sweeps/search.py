@@ -1,0 +1,112 @@
+"""Optuna as Tune's searcher, with its study in our PostgreSQL, and ASHA as the scheduler.
+
+Two Optuna/Tune seams need care (see shared/FIELD-NOTES.md):
+
+- ASHA-stopped trials would be told COMPLETE with their value at the stopping rung, mixing short-
+  and full-budget values in TPE's model. ``MarioOptunaSearch`` tells them PRUNED instead; trials
+  that finished their budget or collapsed (``result["stop_reason"]``) are COMPLETE with their final
+  value — a collapse is a bad outcome TPE should learn from. An errored trial is FAIL.
+- Known-good starting points are enqueued into the study once (``skip_if_exists``), not passed as
+  ``points_to_evaluate``, which Tune re-enqueues on every restore.
+
+The searcher is pickled into ``tuner.pkl``; ``PasswordFreeRDBStorage`` keeps a URL password out of
+that pickle (a restored sweep gets it from ``PGPASSWORD`` or ``~/.pgpass``, as libpq does).
+"""
+
+import math
+
+import optuna
+from optuna.storages import RDBStorage
+from optuna.trial import TrialState
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+from callbacks.store import split_password, sqlalchemy_url
+
+__all__ = ["MarioOptunaSearch", "PasswordFreeRDBStorage", "asha_scheduler", "optuna_searcher"]
+
+TIME_ATTR = "num_env_steps_sampled_lifetime"
+
+
+class PasswordFreeRDBStorage(RDBStorage):
+    """Optuna's RDB storage whose pickled state never holds a database password."""
+
+    def __init__(self, url: str):
+        bare, password = split_password(url)
+        connect_args = {"password": password} if password else {}
+        super().__init__(
+            sqlalchemy_url(bare),
+            engine_kwargs={"pool_pre_ping": True, "connect_args": connect_args},
+        )
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state["engine_kwargs"] = {**state["engine_kwargs"], "connect_args": {}}
+        return state
+
+
+class MarioOptunaSearch(OptunaSearch):
+    """``OptunaSearch`` that tells ASHA stops PRUNED and never leaves a trial RUNNING."""
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        ot_trial = self._ot_trials[trial_id]
+        value = None if result is None else result.get(self.metric)
+        reason = None if result is None else result.get("stop_reason")
+        if error:
+            state, value = TrialState.FAIL, None
+        elif value is None or (isinstance(value, float) and math.isnan(value)):
+            # A NaN left the Optuna trial RUNNING forever (a zombie TPE counts against us).
+            state, value = TrialState.FAIL, None
+        elif reason in ("completed", "collapse"):
+            state = TrialState.COMPLETE
+        else:
+            state = TrialState.PRUNED
+            if result.get(TIME_ATTR) is not None:
+                ot_trial.report(float(value), step=int(result[TIME_ATTR]))
+            value = None
+        self._ot_study.tell(ot_trial, value, state=state)
+        self._completed_trials.add(trial_id)
+
+
+def optuna_searcher(
+    *,
+    db_url: str,
+    study_name: str,
+    metric: str,
+    mode: str,
+    seed: int,
+    points_to_evaluate: list[dict],
+) -> MarioOptunaSearch:
+    """A seeded TPE searcher over the Tuner's param space, its study stored in PostgreSQL."""
+    storage = PasswordFreeRDBStorage(db_url)
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=storage,
+        direction="maximize" if mode == "max" else "minimize",
+        load_if_exists=True,
+    )
+    for point in points_to_evaluate:
+        study.enqueue_trial(point, skip_if_exists=True)
+    return MarioOptunaSearch(
+        metric=metric,
+        mode=mode,
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        study_name=study_name,
+        storage=storage,
+    )
+
+
+def asha_scheduler(
+    *, metric: str, mode: str, max_env_steps: int, grace_period: int, reduction_factor: int
+) -> ASHAScheduler:
+    """ASHA on lifetime env steps (RLlib reports no ``timesteps_total``)."""
+    return ASHAScheduler(
+        time_attr=TIME_ATTR,
+        metric=metric,
+        mode=mode,
+        max_t=max_env_steps,
+        grace_period=grace_period,
+        reduction_factor=reduction_factor,
+    )

@@ -1,0 +1,69 @@
+"""``Sweep``: what a sweep file declares (search space, algorithm, budget, metric) and no more.
+
+A sweep file builds one ``Sweep`` and hands it to ``sweeps.runner.main``; every piece of machinery
+(CLI, Ray, the store, Optuna, ASHA, collapse detection, W&B, the leaderboard) lives in the runner.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Asha", "Collapse", "Smoke", "Sweep"]
+
+
+@dataclass(frozen=True)
+class Asha:
+    """ASHA on env steps: rungs at grace_period x reduction_factor^k env steps."""
+
+    grace_period: int
+    reduction_factor: int = 3
+
+
+@dataclass(frozen=True)
+class Collapse:
+    """Stop a trial whose smoothed metric stays ``drop_fraction`` below its own peak for
+    ``window`` consecutive iterations (after ``grace_env_steps``)."""
+
+    drop_fraction: float = 0.5
+    window: int = 5
+    grace_env_steps: int = 0
+    min_peak: float = 0.0
+
+
+@dataclass(frozen=True)
+class Smoke:
+    """The tiny budget ``--smoke`` runs: a few trials, a few thousand env steps, small batches."""
+
+    num_samples: int = 3
+    max_env_steps: int = 1_000
+    max_concurrent: int = 2
+    hparams: dict[str, Any] = field(default_factory=dict)
+    env_config: dict[str, Any] = field(default_factory=lambda: {"max_episode_steps": 200})
+    asha: Asha = Asha(grace_period=250, reduction_factor=2)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One hyperparameter sweep.
+
+    ``search_space`` maps hyperparameter names (RLlib's ``training()`` names, see
+    ``algos.hparams``) to Tune domains; ``hparams`` fixes others; ``points_to_evaluate`` are
+    known-good settings Optuna tries first.
+    """
+
+    name: str
+    algo: str
+    search_space: dict[str, Any]
+    max_env_steps: int
+    num_samples: int
+    asha: Asha
+    metric: str = "mario/x_pos_smoothed"
+    mode: str = "max"
+    hparams: dict[str, Any] = field(default_factory=dict)
+    env_config: dict[str, Any] = field(default_factory=dict)
+    points_to_evaluate: list[dict[str, Any]] = field(default_factory=list)
+    collapse: Collapse = Collapse()
+    max_concurrent: int = 2
+    seed: int = 0
+    checkpoint_every: int = 10
+    """Training iterations between checkpoints (a trial also checkpoints at its end)."""
+    smoke: Smoke = Smoke()
