@@ -88,6 +88,8 @@ def _common(
 ) -> AlgorithmConfig:
     env_config = {**MARIO_ENV_DEFAULTS, **(env_config or {})}
     validate_env_config(env_config)
+    if "seed" in hp:
+        config = config.debugging(seed=hp.pop("seed"))
     return (
         config.environment(ENV_NAME, env_config=env_config)
         .framework("torch")

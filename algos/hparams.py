@@ -62,6 +62,7 @@ _COMMON = {
     "num_env_runners": _RUNNERS,
     "num_envs_per_env_runner": _COUNT,
     "rollout_fragment_length": _COUNT,
+    "seed": Rule(0, 2**31 - 1, integer=True, doc="seeds torch, numpy and every env"),
 }
 
 PPO_RULES: dict[str, Rule] = {

@@ -7,7 +7,7 @@ import psycopg2
 from callbacks.store import split_password
 from callbacks.store.urls import libpq_url
 
-__all__ = ["LEADERBOARD_SQL", "leaderboard", "leaderboard_rows"]
+__all__ = ["LEADERBOARD_SQL", "comparison", "leaderboard", "leaderboard_rows"]
 
 LEADERBOARD_SQL = """
 SELECT t.trial_id, t.params, t.best_metric, t.stop_reason, t.last_env_steps, t.best_checkpoint,
@@ -21,17 +21,35 @@ ORDER BY t.best_metric {order} NULLS LAST, t.trial_id
 """
 
 
-def leaderboard_rows(db_url: str, sweep_id: int, *, mode: str) -> list[dict]:
+COMPARISON_SQL = """
+SELECT s.name, s.algo, count(DISTINCT t.trial_id) AS trials,
+       avg(t.best_metric) AS mean_best_metric, stddev_samp(t.best_metric) AS std_best_metric,
+       max(e.x_pos_max) AS best_x_pos, avg(e.flag_get::int) AS flag_rate,
+       count(e.episode_id) AS episodes
+FROM mario_sweeps.sweeps s
+JOIN mario_sweeps.trials t ON t.sweep_id = s.id
+LEFT JOIN mario_sweeps.episodes e ON e.sweep_id = t.sweep_id AND e.trial_id = t.trial_id
+WHERE s.name = ANY(%s)
+GROUP BY s.name, s.algo
+ORDER BY s.name
+"""
+
+
+def _query(db_url: str, sql: str, params: tuple) -> list[dict]:
     url, password = split_password(db_url)
-    with psycopg2.connect(libpq_url(url), **({"password": password} if password else {})) as conn:
+    conn = psycopg2.connect(libpq_url(url), **({"password": password} if password else {}))
+    try:
         with conn.cursor() as cur:
-            cur.execute(
-                LEADERBOARD_SQL.format(order="DESC" if mode == "max" else "ASC"), (sweep_id,)
-            )
+            cur.execute(sql, params)
             names = [d.name for d in cur.description]
-            rows = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-    conn.close()
-    return rows
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    finally:
+        conn.close()
+
+
+def leaderboard_rows(db_url: str, sweep_id: int, *, mode: str) -> list[dict]:
+    order = "DESC" if mode == "max" else "ASC"
+    return _query(db_url, LEADERBOARD_SQL.format(order=order), (sweep_id,))
 
 
 def _fmt(value, spec: str) -> str:
@@ -61,4 +79,22 @@ def leaderboard(db_url: str, sweep_id: int, *, metric: str, mode: str) -> str:
         )
     best = next((r for r in rows if r["best_checkpoint"]), None)
     lines.append(f"best checkpoint: {best['best_checkpoint'] if best else '(none recorded)'}")
+    return "\n".join(lines)
+
+
+def comparison(db_url: str, names: list[str], *, metric: str) -> str:
+    """Sweeps side by side: mean +- std of the trials' best metric, best x_pos, flag rate."""
+    rows = _query(db_url, COMPARISON_SQL, (names,))
+    lines = [
+        "",
+        f"{'sweep':<28} {'algo':<5} {'trials':>6} {metric + ' (mean +- std)':>36} "
+        f"{'best x_pos':>10} {'flag rate':>9} {'episodes':>8}",
+    ]
+    for r in rows:
+        spread = f"{_fmt(r['mean_best_metric'], '.1f')} +- {_fmt(r['std_best_metric'], '.1f')}"
+        rate = "-" if r["flag_rate"] is None else f"{float(r['flag_rate']):.1%}"
+        lines.append(
+            f"{r['name']:<28} {r['algo']:<5} {r['trials']:>6} {spread:>36} "
+            f"{_fmt(r['best_x_pos'], '10d')} {rate:>9} {r['episodes']:>8}"
+        )
     return "\n".join(lines)

@@ -18,7 +18,7 @@ import re
 import shlex
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from algos import CheckpointError, HParamError, Resources, dqn_config, ppo_config
@@ -408,6 +408,36 @@ def run(options: Options) -> int:
         return 130
     finally:
         store.close()
+        import ray
+
+        ray.shutdown()  # each sweep of sweeps/dqn_vs_ppo.py gets its own Ray session
+
+
+def compare(sweeps: list[Sweep], argv: list[str] | None = None) -> int:
+    """Run several sweeps with the same flags, one after the other, then compare them.
+
+    ``--name`` becomes a prefix: sweep ``x-ppo`` runs as ``<name>-ppo``.
+    """
+    from sweeps.report import comparison
+
+    try:
+        runs = []
+        for sweep in sweeps:
+            options = parse_options(sweep, argv)
+            suffix = sweep.name.rsplit("-", 1)[-1]
+            if options.name not in (sweep.name, f"{sweep.name}-smoke"):
+                options = replace(options, name=f"{options.name}-{suffix}")
+            runs.append(options)
+        for options in runs:
+            code = run(options)
+            if code != 0:
+                return code
+        db_url = runs[0].db_url or embedded_db_url()
+        print(comparison(db_url, [o.name for o in runs], metric=sweeps[0].metric))
+        return 0
+    except (SweepError, CheckpointError, StoreError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 def main(sweep: Sweep, argv: list[str] | None = None) -> int:

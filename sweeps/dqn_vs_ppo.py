@@ -1,0 +1,33 @@
+"""DQN vs PPO on the same task, budget and metric: each with its defaults, over several seeds.
+
+The seed project's Phase 4 comparison, done by hand, becomes two sweeps (``<name>-ppo`` and
+``<name>-dqn``) whose only searched value is the seed; the runner then prints both side by side.
+"""
+
+import sys
+
+from ray import tune
+
+from sweeps.runner import compare
+from sweeps.spec import Asha, Smoke, Sweep
+
+SEEDS = [0, 1, 2, 3]
+# Same budget for both, and ASHA's first rung at the budget: nothing is stopped early.
+COMMON = {
+    "search_space": {"seed": tune.choice(SEEDS)},
+    "points_to_evaluate": [{"seed": s} for s in SEEDS],
+    "max_env_steps": 500_000,
+    "num_samples": len(SEEDS),
+    "asha": Asha(grace_period=500_000),
+}
+DQN_SMOKE = Smoke(
+    hparams={"num_steps_sampled_before_learning_starts": 200, "replay_capacity": 5_000}
+)
+
+SWEEPS = [
+    Sweep(name="dqn_vs_ppo-ppo", algo="PPO", **COMMON),
+    Sweep(name="dqn_vs_ppo-dqn", algo="DQN", smoke=DQN_SMOKE, **COMMON),
+]
+
+if __name__ == "__main__":
+    sys.exit(compare(SWEEPS))
