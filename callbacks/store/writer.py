@@ -10,9 +10,10 @@ buffer is written on the next write once the retry delay has passed (``retry_int
 doubling after each failed attempt up to two minutes, so an unreachable host costs the Tune loop
 at most one connect timeout per delay) or on :meth:`flush`. Beyond ``max_buffer_rows`` the buffer
 is appended to ``<spill_dir>/sweep-<id>.jsonl``, which is replayed first the next time anything
-is written for that sweep (also by a later process, e.g. a resumed sweep). Rows PostgreSQL refuses outright (a bug, not an outage) go to
-``sweep-<id>.rejected.jsonl`` with an error in the log. All writes are idempotent upserts, so
-replaying a buffer or re-delivering a result never duplicates a row.
+is written for that sweep (also by a later process, e.g. a resumed sweep). Rows PostgreSQL
+refuses outright (a bug, not an outage) go to ``sweep-<id>.rejected.jsonl`` with an error in the
+log. All writes are idempotent upserts, so replaying a buffer or re-delivering a result never
+duplicates a row.
 
 Not thread-safe: Tune calls its callbacks from one thread.
 """

