@@ -93,6 +93,7 @@ class PostgresCallback(Callback):
         self.flush_timeout_s = flush_timeout_s
         self._store: ResultsStore | None = None
         self._trials: dict[str, _TrialProgress] = {}
+        self._restarted: set[str] = set()
 
     def __getstate__(self) -> dict[str, Any]:
         # Never pickle the live connection or the password (tuner.pkl is a plain file).
@@ -115,6 +116,7 @@ class PostgresCallback(Callback):
         )
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._restarted.add(trial.trial_id)
         self._require_store().upsert_trial(
             trial.trial_id,
             params=self._params(trial.config),
@@ -124,6 +126,9 @@ class PostgresCallback(Callback):
             started_at=datetime.now(UTC),
             finished_at=None,
         )
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._restarted.add(trial.trial_id)
 
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
@@ -140,6 +145,11 @@ class PostgresCallback(Callback):
             progress.last_env_steps = row["env_steps_lifetime"]
 
         store = self._require_store()
+        if trial.trial_id in self._restarted and row["training_iteration"] is not None:
+            # First result since (re)start: a trial restored from an older checkpoint (or
+            # restarted from scratch) replays iterations whose rows an earlier run wrote.
+            self._restarted.discard(trial.trial_id)
+            store.rewind_trial(trial.trial_id, row["training_iteration"])
         store.upsert_trial(
             trial.trial_id,
             last_env_steps=progress.last_env_steps,

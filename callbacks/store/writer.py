@@ -175,7 +175,19 @@ def _write_sweep_status(cur: Any, rows: list[dict[str, Any]]) -> None:
         )
 
 
+def _rewind_trials(cur: Any, rows: list[dict[str, Any]]) -> None:
+    """Forget what a trial recorded from ``from_iteration`` on: it is about to replay them."""
+    for row in rows:
+        for table in ("episodes", "iterations"):
+            cur.execute(
+                f"DELETE FROM mario_sweeps.{table}"
+                " WHERE sweep_id = %s AND trial_id = %s AND training_iteration >= %s",
+                (row["sweep_id"], row["trial_id"], row["from_iteration"]),
+            )
+
+
 _WRITERS = {
+    "rewind": _rewind_trials,
     "trials": _write_trials,
     "iterations": _write_iterations,
     "episodes": _write_episodes,
@@ -393,6 +405,12 @@ class ResultsStore:
             )
         full = json_safe({"sweep_id": self._require_sweep(), "trial_id": trial_id, **row})
         self._submit("iterations", [full])
+
+    def rewind_trial(self, trial_id: str, from_iteration: int) -> None:
+        """Delete the trial's iterations and episodes from ``from_iteration`` on (buffered, in
+        order): a trial restored from an older checkpoint replays them with new episodes."""
+        row = {"sweep_id": self._require_sweep(), "trial_id": trial_id}
+        self._submit("rewind", [{**row, "from_iteration": int(from_iteration)}])
 
     def write_episodes(
         self,

@@ -1,0 +1,170 @@
+"""Nothing lost: a real PPO trial's every episode, iteration and W&B row, and no secrets leaked.
+
+One Tune run (module fixture): PPO with 2 env runners x 2 sub-envs, 30-step episodes so several
+end in every sub-env, PostgresCallback + WandbLoggerCallback (offline) as the sweep runner wires
+them, and a database URL that carries a password (the test server trusts local connections, so
+the password is accepted and ignored — perfect for checking it never leaks).
+"""
+
+import uuid
+from pathlib import Path
+
+import psycopg2
+import pytest
+from ray import tune
+from ray.air.integrations.wandb import WandbLoggerCallback
+from ray.rllib.algorithms.ppo import PPO
+
+from algos import ppo_config
+from callbacks.episode_recorder import EpisodeRecorder
+from callbacks.postgres_callback import PostgresCallback
+from callbacks.store import ResultsStore, prepare_database
+from envs import register_mario_env
+from tests import wandb_files
+
+PASSWORD = "hunter2-" + uuid.uuid4().hex[:6]
+ITERATIONS = 3
+
+
+@pytest.fixture(scope="module")
+def run(postgres_server, ray_session, tmp_path_factory):
+    name = f"rec_{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect(postgres_server.get_uri())
+    admin.autocommit = True
+    admin.cursor().execute(f'CREATE DATABASE "{name}"')
+    admin.close()
+    bare = postgres_server.get_uri(database=name)
+    db_url = bare.replace("postgres:@", f"postgres:{PASSWORD}@")
+    prepare_database(db_url)
+    store = ResultsStore(db_url)
+    sweep_id = store.start_sweep(
+        name=name, algo="PPO", search_space={}, metric="mario/x_pos_smoothed", mode="max"
+    )
+    store.close()
+    register_mario_env()
+    config = ppo_config(
+        env_config={"max_episode_steps": 30},
+        hparams={
+            "num_env_runners": 2,
+            "num_envs_per_env_runner": 2,
+            "train_batch_size_per_learner": 256,
+            "minibatch_size": 128,
+            "num_epochs": 1,
+            "lr": tune.choice([1e-4]),
+        },
+    ).callbacks(EpisodeRecorder)
+    storage = tmp_path_factory.mktemp("storage")
+    results = tune.Tuner(
+        PPO,
+        param_space=config,
+        tune_config=tune.TuneConfig(num_samples=1),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=str(storage),
+            stop={"training_iteration": ITERATIONS},
+            callbacks=[
+                PostgresCallback(
+                    db_url=db_url,
+                    sweep_id=sweep_id,
+                    metric="mario/x_pos_smoothed",
+                    mode="max",
+                    max_env_steps=10**9,
+                    param_keys=["lr"],
+                ),
+                WandbLoggerCallback(project="mario-sweeps-test", group=name, mode="offline"),
+            ],
+            verbose=0,
+        ),
+    ).fit()
+    assert not results.errors
+    result = results[0]
+    conn = psycopg2.connect(bare)
+    yield {"result": result, "conn": conn, "sweep_id": sweep_id, "storage": storage / name}
+    conn.close()
+
+
+def query(run, sql: str) -> list[tuple]:
+    with run["conn"].cursor() as cur:
+        cur.execute(sql, {"sweep": run["sweep_id"]})
+        return cur.fetchall()
+
+
+@pytest.mark.slow
+def test_every_episode_of_every_sub_env_is_stored_exactly_once(run):
+    lifetime = run["result"].metrics["env_runners"]["num_episodes_lifetime"]
+    [(rows, distinct, sources)] = query(
+        run,
+        "SELECT count(*), count(DISTINCT episode_id),"
+        " count(DISTINCT (env_runner, env_index)) FROM mario_sweeps.episodes"
+        " WHERE sweep_id = %(sweep)s",
+    )
+    assert lifetime >= 8  # 30-step episodes over 3 x 256 steps: several per sub-env
+    assert rows == distinct == lifetime
+    assert sources == 4  # 2 env runners x 2 sub-envs each
+
+
+@pytest.mark.slow
+def test_episode_rows_carry_the_env_facts(run):
+    rows = query(
+        run,
+        "SELECT length, x_pos_max, world, stage, game, task_id, time_left FROM mario_sweeps.episodes"
+        " WHERE sweep_id = %(sweep)s",
+    )
+    assert all(
+        r[0] >= 1 and r[1] > 0 and r[2:6] == (1, 1, "smb1", "SuperMarioBros-1-1-v0") for r in rows
+    )
+    assert all(r[6] is not None for r in rows)
+
+
+@pytest.mark.slow
+def test_iteration_rows_match_reported_iterations_one_to_one(run):
+    rows = query(
+        run,
+        "SELECT training_iteration, env_steps_lifetime FROM mario_sweeps.iterations"
+        " WHERE sweep_id = %(sweep)s ORDER BY training_iteration",
+    )
+    assert [r[0] for r in rows] == list(range(1, ITERATIONS + 1))
+    steps = [r[1] for r in rows]
+    assert (
+        steps == sorted(steps)
+        and steps[-1] == run["result"].metrics["num_env_steps_sampled_lifetime"]
+    )
+
+
+@pytest.mark.slow
+def test_episode_lists_stay_out_of_tune_loggers(run):
+    trial_dir = Path(run["result"].path)
+    for name in ("result.json", "progress.csv"):
+        text = (trial_dir / name).read_text()
+        assert "mario_episodes" not in text and "x_pos_smoothed" in text
+
+
+@pytest.mark.slow
+def test_wandb_offline_run_holds_params_and_every_iteration(run):
+    files = list(run["storage"].glob("*/wandb/offline-run-*/run-*.wandb"))
+    assert len(files) == 1
+    history = wandb_files.history(files[0])
+    assert [h["training_iteration"] for h in history] == list(range(1, ITERATIONS + 1))
+    assert all("mario/x_pos_smoothed" in h and "mario_episodes" not in h for h in history)
+    assert wandb_files.config(files[0])["lr"] == 1e-4
+
+
+@pytest.mark.slow
+def test_no_password_in_files_or_rows(run):
+    leaked = [
+        str(p)
+        for p in run["storage"].rglob("*")
+        if p.is_file() and PASSWORD.encode() in p.read_bytes()
+    ]
+    assert leaked == []
+    rows = query(
+        run,
+        "SELECT concat(s::text, t::text) FROM mario_sweeps.sweeps s"
+        " JOIN mario_sweeps.trials t ON t.sweep_id = s.id WHERE s.id = %(sweep)s",
+    )
+    assert rows and not any(PASSWORD in r[0] for r in rows)
+    [(results,)] = query(
+        run,
+        "SELECT string_agg(result::text, '') FROM mario_sweeps.iterations WHERE sweep_id = %(sweep)s",
+    )
+    assert PASSWORD not in results
