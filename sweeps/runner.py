@@ -63,7 +63,8 @@ class Options:
     wandb_mode: str
     resume: bool
     smoke: bool
-    storage_path: Path
+    storage_path: str
+    """A local directory or a URI (s3://, gs://) that every node can reach."""
     gpus_per_learner: float
     env_config: dict
     hparams: dict
@@ -101,7 +102,6 @@ def _parser(sweep: Sweep) -> argparse.ArgumentParser:
     p.add_argument("--smoke", action="store_true", help="tiny budget that ends in minutes")
     p.add_argument(
         "--storage-path",
-        type=Path,
         help="Tune experiment storage (default: the state dir's ray_results; shared storage "
         "on a multi-node cluster)",
     )
@@ -184,18 +184,36 @@ def parse_options(sweep: Sweep, argv: list[str] | None = None) -> Options:
         wandb_mode=wandb_mode,
         resume=args.resume,
         smoke=args.smoke,
-        storage_path=(args.storage_path or default_state_dir() / "ray_results").expanduser(),
+        storage_path=_storage_path(args.storage_path),
         gpus_per_learner=args.gpus_per_learner,
         env_config=env_config,
         hparams=hparams,
     )
     algorithm_config(options)  # hyperparameters and search space checked here, before Ray
-    if options.resume and not (options.storage_path / name / "tuner.pkl").exists():
+    if options.resume and not _can_restore(f"{options.storage_path}/{name}"):
         raise SweepError(
             f"--resume: no interrupted sweep {name!r} under {options.storage_path}; "
             "allowed: the --name of a sweep started before with the same --storage-path"
         )
     return options
+
+
+def _storage_path(value: str | None) -> str:
+    """URIs stay as given; local paths become absolute (Tune needs that)."""
+    if value is None:
+        return str(default_state_dir() / "ray_results")
+    if "://" in value:
+        return value
+    return str(Path(value).expanduser().resolve())
+
+
+def _can_restore(experiment: str) -> bool:
+    from ray.tune import Tuner
+
+    try:
+        return Tuner.can_restore(experiment)
+    except Exception:  # an unreachable bucket is as good as no experiment here
+        return False
 
 
 def algorithm_config(options: Options):
@@ -284,7 +302,7 @@ def run(options: Options) -> int:
     config = algorithm_config(options)
     register_mario_env()
     dashboard = _connect_ray(options)
-    experiment_dir = options.storage_path / options.name
+    experiment_dir = f"{options.storage_path}/{options.name}"
     print(
         f"sweep       {options.name} ({sweep.algo}, {options.num_samples} trials, "
         f"{options.max_env_steps:,} env steps each)"
@@ -349,7 +367,7 @@ def run(options: Options) -> int:
             )
         run_config = tune.RunConfig(
             name=options.name,
-            storage_path=str(options.storage_path),
+            storage_path=options.storage_path,
             stop=stopper,
             callbacks=callbacks,
             checkpoint_config=tune.CheckpointConfig(
@@ -365,7 +383,7 @@ def run(options: Options) -> int:
         trainable_class = config.algo_class
         if options.resume:
             tuner = tune.Tuner.restore(
-                str(experiment_dir),
+                experiment_dir,
                 trainable=trainable_class,
                 param_space=config,
                 resume_unfinished=True,

@@ -107,8 +107,8 @@ def test_every_episode_of_every_sub_env_is_stored_exactly_once(run):
 def test_episode_rows_carry_the_env_facts(run):
     rows = query(
         run,
-        "SELECT length, x_pos_max, world, stage, game, task_id, time_left FROM mario_sweeps.episodes"
-        " WHERE sweep_id = %(sweep)s",
+        "SELECT length, x_pos_max, world, stage, game, task_id, time_left"
+        " FROM mario_sweeps.episodes WHERE sweep_id = %(sweep)s",
     )
     assert all(
         r[0] >= 1 and r[1] > 0 and r[2:6] == (1, 1, "smb1", "SuperMarioBros-1-1-v0") for r in rows
@@ -165,6 +165,7 @@ def test_no_password_in_files_or_rows(run):
     assert rows and not any(PASSWORD in r[0] for r in rows)
     [(results,)] = query(
         run,
-        "SELECT string_agg(result::text, '') FROM mario_sweeps.iterations WHERE sweep_id = %(sweep)s",
+        "SELECT string_agg(result::text, '') FROM mario_sweeps.iterations"
+        " WHERE sweep_id = %(sweep)s",
     )
     assert PASSWORD not in results

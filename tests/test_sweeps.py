@@ -1,0 +1,307 @@
+"""The product's front door: sweep scripts run end to end as users run them (subprocesses).
+
+Each sweep gets its own real PostgreSQL database and state directory; W&B writes offline files.
+Sweeps start their own local Ray, so these tests never share the session's Ray instance.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from sweeps.ppo_lr_entropy import SWEEP as PPO_SWEEP
+from sweeps.runner import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def sweep_env(tmp_path: Path) -> dict:
+    return {
+        **os.environ,
+        "MARIO_SWEEPS_STATE_DIR": str(tmp_path / "state"),
+        "WANDB_MODE": "offline",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def run_sweep(script: str | Path, *args: str, tmp_path: Path, timeout: int = 600):
+    return subprocess.run(
+        [sys.executable, str(REPO / script) if isinstance(script, str) else str(script), *args],
+        cwd=REPO,
+        env=sweep_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def rows(db_url: str, sql: str, *params) -> list[tuple]:
+    conn = psycopg2.connect(db_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+def sweep_rows(db_url: str) -> list[tuple]:
+    exists = rows(db_url, "SELECT to_regclass('mario_sweeps.sweeps') IS NOT NULL")[0][0]
+    return rows(db_url, "SELECT id, name, status FROM mario_sweeps.sweeps") if exists else []
+
+
+@pytest.mark.slow
+def test_ppo_smoke_sweep_records_trials_iterations_episodes_and_the_optuna_study(
+    fresh_db_url, tmp_path
+):
+    done = run_sweep(
+        "sweeps/ppo_lr_entropy.py", "--smoke", "--db-url", fresh_db_url, tmp_path=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "leaderboard (3 trials" in done.stdout and "best checkpoint: /" in done.stdout
+    [(sweep_id, name, status)] = sweep_rows(fresh_db_url)
+    assert (name, status) == ("ppo_lr_entropy-smoke", "finished")
+    trials = rows(
+        fresh_db_url,
+        "SELECT trial_id, params, stop_reason, best_checkpoint FROM mario_sweeps.trials"
+        " WHERE sweep_id = %s",
+        sweep_id,
+    )
+    assert len(trials) >= 3
+    params = {(p["lr"], p["entropy_coeff"]) for _, p, _, _ in trials}
+    assert len(params) == len(trials)  # Optuna chose distinct points
+    assert all(reason in ("completed", "asha", "collapse") for _, _, reason, _ in trials)
+    assert any(ckpt for *_, ckpt in trials)
+    per_trial = rows(
+        fresh_db_url,
+        "SELECT t.trial_id, (SELECT count(*) FROM mario_sweeps.iterations i"
+        "   WHERE i.sweep_id = t.sweep_id AND i.trial_id = t.trial_id),"
+        " (SELECT count(*) FROM mario_sweeps.episodes e"
+        "   WHERE e.sweep_id = t.sweep_id AND e.trial_id = t.trial_id)"
+        " FROM mario_sweeps.trials t WHERE t.sweep_id = %s",
+        sweep_id,
+    )
+    assert all(iterations >= 1 and episodes >= 1 for _, iterations, episodes in per_trial)
+    study = rows(
+        fresh_db_url,
+        "SELECT t.state FROM trials t JOIN studies s ON s.study_id = t.study_id"
+        " WHERE s.study_name = %s",
+        "mario-sweeps/ppo_lr_entropy-smoke",
+    )
+    assert len(study) == len(trials)
+    assert {state for (state,) in study} <= {"COMPLETE", "PRUNED"}  # no zombie RUNNING trials
+
+
+@pytest.mark.slow
+def test_dqn_sweep_runs_in_smoke_mode(fresh_db_url, tmp_path):
+    done = run_sweep(
+        "sweeps/dqn_lr_target.py",
+        "--smoke",
+        "--num-samples",
+        "2",
+        "--db-url",
+        fresh_db_url,
+        "--wandb-mode",
+        "disabled",
+        tmp_path=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    [(sweep_id, _, status)] = sweep_rows(fresh_db_url)
+    assert status == "finished"
+    [(trials, episodes)] = rows(
+        fresh_db_url,
+        "SELECT count(DISTINCT t.trial_id), count(e.episode_id) FROM mario_sweeps.trials t"
+        " LEFT JOIN mario_sweeps.episodes e USING (sweep_id, trial_id) WHERE t.sweep_id = %s",
+        sweep_id,
+    )
+    assert trials == 2 and episodes >= 2
+
+
+ASHA_SWEEP = """
+import sys
+from ray import tune
+from sweeps.runner import main
+from sweeps.spec import Asha, Sweep
+
+# Seeded and sequential, so the run is deterministic: two trials learn (lr 3e-4), two cannot
+# (lr 1e-7); ASHA with reduction factor 2 stops trials below the median at each rung.
+SWEEP = Sweep(
+    name="asha_check",
+    algo="PPO",
+    search_space={"lr": tune.loguniform(1e-7, 1e-3), "seed": tune.randint(0, 1000)},
+    points_to_evaluate=[
+        {"lr": 3e-4, "seed": 0},
+        {"lr": 1e-7, "seed": 1},
+        {"lr": 3e-4, "seed": 2},
+        {"lr": 1e-7, "seed": 3},
+    ],
+    hparams={"train_batch_size_per_learner": 128, "minibatch_size": 64, "num_epochs": 1,
+             "num_envs_per_env_runner": 2},
+    env_config={"max_episode_steps": 100},
+    max_env_steps=768,
+    num_samples=4,
+    max_concurrent=1,
+    asha=Asha(grace_period=256, reduction_factor=2),
+)
+if __name__ == "__main__":
+    sys.exit(main(SWEEP))
+"""
+
+
+@pytest.mark.slow
+def test_asha_stops_the_trials_that_cannot_learn_and_records_why(fresh_db_url, tmp_path):
+    script = tmp_path / "asha_sweep.py"
+    script.write_text(textwrap.dedent(ASHA_SWEEP))
+    done = run_sweep(
+        script, "--db-url", fresh_db_url, "--wandb-mode", "disabled", tmp_path=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    trials = rows(
+        fresh_db_url, "SELECT params->>'lr', stop_reason, last_env_steps FROM mario_sweeps.trials"
+    )
+    stopped = [(float(lr), steps) for lr, reason, steps in trials if reason == "asha"]
+    assert stopped and all(steps < 768 for _, steps in stopped)
+    assert {lr for lr, _ in stopped} >= {1e-7}
+    assert any(reason == "completed" for _, reason, _ in trials)
+
+
+@pytest.mark.slow
+@pytest.mark.faults
+def test_resume_after_the_driver_is_killed_finishes_without_duplicate_rows(fresh_db_url, tmp_path):
+    args = [
+        "--smoke",
+        "--num-samples",
+        "2",
+        "--max-concurrent",
+        "1",
+        "--max-env-steps",
+        "3000",
+        "--db-url",
+        fresh_db_url,
+        "--wandb-mode",
+        "disabled",
+        "--name",
+        "resumable",
+    ]
+    driver = subprocess.Popen(
+        [sys.executable, str(REPO / "sweeps/ppo_lr_entropy.py"), *args],
+        cwd=REPO,
+        env=sweep_env(tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline and driver.poll() is None:
+            done_iterations = (
+                rows(
+                    fresh_db_url,
+                    "SELECT count(*) FROM mario_sweeps.iterations"
+                    " WHERE to_regclass('mario_sweeps.iterations') IS NOT NULL",
+                )
+                if sweep_rows(fresh_db_url)
+                else [(0,)]
+            )
+            if done_iterations[0][0] >= 4:
+                break
+            time.sleep(1)
+        assert driver.poll() is None, "the sweep ended before it could be interrupted"
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the local Ray it started
+        driver.wait()
+    [(_, _, status)] = sweep_rows(fresh_db_url)
+    assert status == "running"  # killed: nobody marked it finished
+
+    done = run_sweep("sweeps/ppo_lr_entropy.py", *args, "--resume", tmp_path=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    [(sweep_id, _, status)] = sweep_rows(fresh_db_url)
+    assert status == "finished"
+    trials = rows(
+        fresh_db_url,
+        "SELECT trial_id, stop_reason, last_env_steps FROM mario_sweeps.trials WHERE sweep_id = %s",
+        sweep_id,
+    )
+    assert len(trials) == 2 and all(reason is not None for _, reason, _ in trials)
+    for trial_id, _, _ in trials:
+        its = [
+            r[0]
+            for r in rows(
+                fresh_db_url,
+                "SELECT training_iteration FROM mario_sweeps.iterations WHERE trial_id = %s"
+                " ORDER BY 1",
+                trial_id,
+            )
+        ]
+        assert its == list(range(1, len(its) + 1))  # each iteration exactly once, no gaps
+        [(episodes, last_iteration_episodes)] = rows(
+            fresh_db_url,
+            "SELECT count(*), (SELECT (result->'env_runners'->>'num_episodes_lifetime')::float"
+            "  FROM mario_sweeps.iterations WHERE trial_id = %s"
+            "  ORDER BY training_iteration DESC LIMIT 1)"
+            " FROM mario_sweeps.episodes WHERE trial_id = %s",
+            trial_id,
+            trial_id,
+        )
+        assert episodes == last_iteration_episodes  # no episode from the killed run left over
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--num-samples", "0"], "--num-samples 0 is not allowed; allowed: an integer >= 1"),
+        (["--max-env-steps", "-5"], "--max-env-steps -5 is not allowed"),
+        (["--max-concurrent", "0"], "--max-concurrent 0 is not allowed"),
+        (["--wandb-mode", "loud"], "--wandb-mode 'loud' is not allowed; allowed: offline, online"),
+        (["--name", "bad name!"], "--name 'bad name!' is not allowed"),
+        (["--address", "not an address"], "--address 'not an address' is not allowed"),
+        (["--db-url", "mysql://u@h/db"], "--db-url"),
+        (["--env-config", '{"world": 9}'], "world=9 does not exist in smb1"),
+        (["--env-config", "[1]"], "--env-config '[1]' is not allowed; allowed: a JSON object"),
+        (["--task", "SuperMarioBros-9-9-v0"], "task='SuperMarioBros-9-9-v0' is not a registered"),
+        (["--resume", "--name", "never-ran"], "--resume: no interrupted sweep 'never-ran'"),
+        (["--gpus-per-learner", "-1"], "--gpus-per-learner -1.0 is not allowed"),
+    ],
+)
+def test_bad_cli_values_fail_with_one_line_and_leave_no_sweep_row(
+    argv, message, fresh_db_url, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv("MARIO_SWEEPS_STATE_DIR", str(tmp_path))
+    if "--db-url" not in argv:
+        argv = [*argv, "--db-url", fresh_db_url]
+    assert main(PPO_SWEEP, argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+    assert sweep_rows(fresh_db_url) == []
+
+
+def test_unreachable_database_fails_before_ray_starts(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MARIO_SWEEPS_STATE_DIR", str(tmp_path))
+    url = "postgresql://mario:secret-pw@127.0.0.1:1/nowhere"
+    assert main(PPO_SWEEP, ["--db-url", url]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "127.0.0.1" in err and "secret-pw" not in err and "\n" not in err
+    import ray
+
+    assert not ray.is_initialized()
+
+
+def test_bad_cli_value_exits_non_zero_as_a_script(tmp_path):
+    done = run_sweep(
+        "sweeps/ppo_lr_entropy.py", "--num-samples", "-1", tmp_path=tmp_path, timeout=120
+    )
+    assert done.returncode == 2 and "--num-samples -1 is not allowed" in done.stderr
+
+
+def test_every_sweep_script_has_help(tmp_path):
+    for script in sorted((REPO / "sweeps").glob("*.py")):
+        if script.stem in ("__init__", "runner", "spec", "search", "report"):
+            continue
+        done = run_sweep(f"sweeps/{script.name}", "--help", tmp_path=tmp_path, timeout=120)
+        assert done.returncode == 0 and "--num-samples" in done.stdout, script.name
