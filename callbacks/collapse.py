@@ -31,8 +31,9 @@ class CollapseDetector:
 
     drop_fraction: float = 0.5
     window: int = 3
-    min_peak: float = 0.0
-    """Ignore peaks at or below this: a trial that never learned cannot collapse."""
+    min_peak: float | None = None
+    """Ignore peaks not better than this (at or below it in max mode, at or above in min mode):
+    a trial that never learned cannot collapse. None: every peak counts."""
     mode: str = "max"
     peak: float | None = None
     below: int = 0
@@ -53,8 +54,10 @@ class CollapseDetector:
         if self.peak is None or score > self.peak:
             self.peak, self.below = score, 0
             return False
-        if self.peak <= self.min_peak:
-            return False
+        if self.min_peak is not None:
+            floor = self.min_peak if self.mode == "max" else -self.min_peak
+            if self.peak <= floor:
+                return False
         threshold = self.peak - self.drop_fraction * abs(self.peak)
         self.below = self.below + 1 if score < threshold else 0
         return self.below >= self.window
@@ -69,7 +72,7 @@ class SweepStopper(Stopper):
     mode: str = "max"
     drop_fraction: float = 0.5
     window: int = 3
-    min_peak: float = 0.0
+    min_peak: float | None = None
     grace_env_steps: int = 0
     """No collapse verdict before this many env steps (early returns are noise)."""
     time_attr: str = "num_env_steps_sampled_lifetime"
