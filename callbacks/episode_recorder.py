@@ -14,9 +14,10 @@ import math
 
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
+from callbacks.store.rows import EPISODES_KEY
+
 __all__ = ["EPISODES_KEY", "METRICS_KEY", "EpisodeRecorder", "episode_record"]
 
-EPISODES_KEY = "mario_episodes"
 METRICS_KEY = "mario"
 
 

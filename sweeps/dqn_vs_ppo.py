@@ -24,8 +24,10 @@ DQN_SMOKE = Smoke(
     hparams={"num_steps_sampled_before_learning_starts": 200, "replay_capacity": 5_000}
 )
 
+PPO_SMOKE = Smoke(hparams={"train_batch_size_per_learner": 256, "minibatch_size": 64})
+
 SWEEPS = [
-    Sweep(name="dqn_vs_ppo-ppo", algo="PPO", **COMMON),
+    Sweep(name="dqn_vs_ppo-ppo", algo="PPO", smoke=PPO_SMOKE, **COMMON),
     Sweep(name="dqn_vs_ppo-dqn", algo="DQN", smoke=DQN_SMOKE, **COMMON),
 ]
 
