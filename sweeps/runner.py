@@ -300,20 +300,7 @@ def run(options: Options) -> int:
     # offline/disabled; this process is the sweep's driver, so setting it here is scoped to us.
     os.environ["WANDB_MODE"] = options.wandb_mode
     config = algorithm_config(options)
-    register_mario_env()
-    dashboard = _connect_ray(options)
     experiment_dir = f"{options.storage_path}/{options.name}"
-    print(
-        f"sweep       {options.name} ({sweep.algo}, {options.num_samples} trials, "
-        f"{options.max_env_steps:,} env steps each)"
-    )
-    print(f"dashboard   {dashboard}")
-    print(f"database    {mask_url(db_url)}")
-    print(
-        f"w&b         {options.wandb_mode}, project {options.wandb_project}, run files in "
-        f"{experiment_dir}/<trial>/wandb"
-        + (" (sync: wandb sync <dir>)" if options.wandb_mode == "offline" else "")
-    )
     store = ResultsStore(db_url)
     stopper = SweepStopper(
         metric=sweep.metric,
@@ -344,6 +331,23 @@ def run(options: Options) -> int:
             code_version=_code_version(),
             ray_address=options.address or "local",
             resume=options.resume,
+        )
+    except StoreError as err:  # e.g. the name exists and --resume was not given
+        store.close()
+        raise SweepError(str(err)) from None
+    try:
+        register_mario_env()
+        dashboard = _connect_ray(options)
+        print(
+            f"sweep       {options.name} ({sweep.algo}, {options.num_samples} trials, "
+            f"{options.max_env_steps:,} env steps each)"
+        )
+        print(f"dashboard   {dashboard}")
+        print(f"database    {mask_url(db_url)}")
+        print(
+            f"w&b         {options.wandb_mode}, project {options.wandb_project}, run files in "
+            f"{experiment_dir}/<trial>/wandb"
+            + (" (sync: wandb sync <dir>)" if options.wandb_mode == "offline" else "")
         )
         callbacks = [
             PostgresCallback(
@@ -424,6 +428,9 @@ def run(options: Options) -> int:
         store.finish_sweep("interrupted")
         print(f"interrupted: resume with --resume --name {options.name}", file=sys.stderr)
         return 130
+    except BaseException:
+        store.finish_sweep("failed")
+        raise
     finally:
         store.close()
         import ray

@@ -292,6 +292,25 @@ def test_unreachable_database_fails_before_ray_starts(tmp_path, capsys, monkeypa
     assert "127.0.0.1" in err and "secret-pw" not in err and "\n" not in err
 
 
+def test_existing_sweep_name_without_resume_fails_before_ray_starts(
+    fresh_db_url, tmp_path, capsys, monkeypatch
+):
+    from callbacks.store import ResultsStore, prepare_database
+    from sweeps import runner
+
+    prepare_database(fresh_db_url)
+    with ResultsStore(fresh_db_url) as store:
+        store.start_sweep(name="taken", algo="PPO", search_space={}, metric="m", mode="max")
+    monkeypatch.setenv("MARIO_SWEEPS_STATE_DIR", str(tmp_path))
+    monkeypatch.setattr(runner, "_connect_ray", lambda options: pytest.fail("Ray was started"))
+    assert main(PPO_SWEEP, ["--db-url", fresh_db_url, "--name", "taken"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "taken" in err and "--resume" in err and "\n" not in err
+    assert [(name, status) for _, name, status in sweep_rows(fresh_db_url)] == [
+        ("taken", "running")
+    ]
+
+
 def test_bad_cli_value_exits_non_zero_as_a_script(tmp_path):
     done = run_sweep(
         "sweeps/ppo_lr_entropy.py", "--num-samples", "-1", tmp_path=tmp_path, timeout=120
