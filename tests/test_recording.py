@@ -24,6 +24,23 @@ from tests import wandb_files
 
 PASSWORD = "hunter2-" + uuid.uuid4().hex[:6]
 ITERATIONS = 3
+METRIC = "mario/x_pos_smoothed"
+
+
+def new_sweep(db_url: str, name: str) -> int:
+    """Migrate the database and create the sweep row the callback writes under."""
+    prepare_database(db_url)
+    with ResultsStore(db_url) as store:
+        return store.start_sweep(name=name, algo="PPO", search_space={}, metric=METRIC, mode="max")
+
+
+def tiny_ppo(**hparams):
+    """PPO with 30-step episodes and small batches, recording episodes, "mario" registered."""
+    register_mario_env()
+    defaults = {"num_envs_per_env_runner": 2, "num_epochs": 1}
+    return ppo_config(
+        env_config={"max_episode_steps": 30}, hparams={**defaults, **hparams}
+    ).callbacks(EpisodeRecorder)
 
 
 @pytest.fixture(scope="module")
@@ -35,24 +52,13 @@ def run(postgres_server, ray_session, tmp_path_factory):
     admin.close()
     bare = postgres_server.get_uri(database=name)
     db_url = bare.replace("postgres:@", f"postgres:{PASSWORD}@")
-    prepare_database(db_url)
-    store = ResultsStore(db_url)
-    sweep_id = store.start_sweep(
-        name=name, algo="PPO", search_space={}, metric="mario/x_pos_smoothed", mode="max"
+    sweep_id = new_sweep(db_url, name)
+    config = tiny_ppo(
+        num_env_runners=2,
+        train_batch_size_per_learner=256,
+        minibatch_size=128,
+        lr=tune.choice([1e-4]),
     )
-    store.close()
-    register_mario_env()
-    config = ppo_config(
-        env_config={"max_episode_steps": 30},
-        hparams={
-            "num_env_runners": 2,
-            "num_envs_per_env_runner": 2,
-            "train_batch_size_per_learner": 256,
-            "minibatch_size": 128,
-            "num_epochs": 1,
-            "lr": tune.choice([1e-4]),
-        },
-    ).callbacks(EpisodeRecorder)
     storage = tmp_path_factory.mktemp("storage")
     results = tune.Tuner(
         PPO,
@@ -209,25 +215,8 @@ def test_database_stopped_mid_training_loses_no_rows(ray_session, tmp_path, capl
     _SERVERS["outage"] = server
     try:
         db_url = server.get_uri()
-        prepare_database(db_url)
-        with ResultsStore(db_url) as store:
-            sweep_id = store.start_sweep(
-                name="outage",
-                algo="PPO",
-                search_space={},
-                metric="mario/x_pos_smoothed",
-                mode="max",
-            )
-        register_mario_env()
-        config = ppo_config(
-            env_config={"max_episode_steps": 30},
-            hparams={
-                "num_envs_per_env_runner": 2,
-                "train_batch_size_per_learner": 128,
-                "minibatch_size": 64,
-                "num_epochs": 1,
-            },
-        ).callbacks(EpisodeRecorder)
+        sweep_id = new_sweep(db_url, "outage")
+        config = tiny_ppo(train_batch_size_per_learner=128, minibatch_size=64)
         results = tune.Tuner(
             PPO,
             param_space=config,
