@@ -4,8 +4,13 @@ Observations travel from env runners to learners as uint8 (4x smaller than float
 default CNN encoder casts nothing, so ``UInt8Scaling`` wraps whichever encoder the catalog builds
 and divides by 255 on the way in. Both the PPO and the DQN module use it, and DQN's target network
 (a deep copy of the encoder) inherits it.
+
+Conv weights are kept in ``channels_last`` memory format: the encoder's input already is one
+(RLlib permutes [B, H, W, C] into a channels-last [B, C, H, W] view), and matching weights make a
+forward+backward pass 13 % faster on one torch thread, a trial's learner setting (BENCHMARKS.md).
 """
 
+import torch
 from ray.rllib.algorithms.dqn.torch.default_dqn_torch_rl_module import DefaultDQNTorchRLModule
 from ray.rllib.algorithms.ppo.torch.default_ppo_torch_rl_module import DefaultPPOTorchRLModule
 from ray.rllib.core.columns import Columns
@@ -43,6 +48,7 @@ class MarioPPOModule(DefaultPPOTorchRLModule):
     def setup(self):
         super().setup()
         self.encoder = UInt8Scaling(self.encoder)
+        self.to(memory_format=torch.channels_last)
 
 
 class MarioDQNModule(DefaultDQNTorchRLModule):
@@ -51,6 +57,7 @@ class MarioDQNModule(DefaultDQNTorchRLModule):
     def setup(self):
         super().setup()
         self.encoder = UInt8Scaling(self.encoder)
+        self.to(memory_format=torch.channels_last)
 
 
 def mario_model_config(**overrides) -> DefaultModelConfig:

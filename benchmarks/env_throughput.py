@@ -52,6 +52,51 @@ def wrapped_steps_per_second(task: str, seconds: float, seed: int = 0) -> float:
     return steps / elapsed
 
 
+class _TimedEmulator:
+    """Stands in for an env's native emulator and times its ``frame_advance`` calls."""
+
+    def __init__(self, native):
+        self.native = native
+        self.seconds = 0.0
+        self.frames = 0
+
+    def frame_advance(self, action) -> None:
+        start = time.perf_counter()
+        self.native.frame_advance(action)
+        self.seconds += time.perf_counter() - start
+        self.frames += 1
+
+    def __getattr__(self, name):
+        return getattr(self.native, name)
+
+
+def emulator_share(task: str, seconds: float, seed: int = 0) -> dict:
+    """Where a wrapped step's time goes: the share spent emulating, and µs per emulated frame.
+
+    Compare ``us_per_frame`` with 1e6 / raw frames/s: frames of real play cost the emulator more
+    than the speedtest's random-button frames, which no wrapper can win back.
+    """
+    env = MarioEnv({"task": task})
+    rng = np.random.default_rng(seed)
+    env.reset(seed=seed)
+    nes = env._nes  # one task: every reset reuses this emulator
+    clock = nes._env = _TimedEmulator(nes._env)
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        _, _, terminated, truncated, _ = env.step(int(rng.integers(env.action_space.n)))
+        steps += 1
+        if terminated or truncated:
+            env.reset()
+    elapsed = time.perf_counter() - start
+    nes._env = clock.native
+    env.close()
+    return {
+        "emulator_share": clock.seconds / elapsed,
+        "us_per_frame": 1e6 * clock.seconds / clock.frames,
+        "frames_per_step": clock.frames / steps,
+    }
+
+
 def measure(game: str, *, seconds: float, rounds: int) -> dict:
     task = GAME_TASKS[game]
     rom = gym_super_mario_bros.make(task).unwrapped._rom_path

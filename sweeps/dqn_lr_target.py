@@ -10,7 +10,7 @@ import sys
 from ray import tune
 
 from sweeps.runner import main
-from sweeps.spec import Asha, Smoke, Sweep
+from sweeps.spec import DQN_SMOKE, Asha, Sweep
 
 SWEEP = Sweep(
     name="dqn_lr_target",
@@ -24,9 +24,7 @@ SWEEP = Sweep(
     max_env_steps=1_000_000,
     num_samples=12,
     asha=Asha(grace_period=100_000, reduction_factor=3),
-    smoke=Smoke(
-        hparams={"num_steps_sampled_before_learning_starts": 200, "replay_capacity": 5_000},
-    ),
+    smoke=DQN_SMOKE,
 )
 
 if __name__ == "__main__":

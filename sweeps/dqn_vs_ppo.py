@@ -9,7 +9,7 @@ import sys
 from ray import tune
 
 from sweeps.runner import compare
-from sweeps.spec import Asha, Smoke, Sweep
+from sweeps.spec import DQN_SMOKE, PPO_SMOKE, Asha, Sweep
 
 SEEDS = [0, 1, 2, 3]
 # Same budget for both, and ASHA's first rung at the budget: nothing is stopped early.
@@ -20,12 +20,6 @@ COMMON = {
     "num_samples": len(SEEDS),
     "asha": Asha(grace_period=500_000),
 }
-DQN_SMOKE = Smoke(
-    hparams={"num_steps_sampled_before_learning_starts": 200, "replay_capacity": 5_000}
-)
-
-PPO_SMOKE = Smoke(hparams={"train_batch_size_per_learner": 256, "minibatch_size": 64})
-
 SWEEPS = [
     Sweep(name="dqn_vs_ppo-ppo", algo="PPO", smoke=PPO_SMOKE, **COMMON),
     Sweep(name="dqn_vs_ppo-dqn", algo="DQN", smoke=DQN_SMOKE, **COMMON),

@@ -11,7 +11,7 @@ import sys
 from ray import tune
 
 from sweeps.runner import main
-from sweeps.spec import Asha, Collapse, Smoke, Sweep
+from sweeps.spec import PPO_SMOKE, Asha, Collapse, Sweep
 
 SWEEP = Sweep(
     name="ppo_lr_entropy",
@@ -28,7 +28,7 @@ SWEEP = Sweep(
     num_samples=16,
     asha=Asha(grace_period=50_000, reduction_factor=3),
     collapse=Collapse(drop_fraction=0.4, window=8, grace_env_steps=100_000),
-    smoke=Smoke(hparams={"train_batch_size_per_learner": 256, "minibatch_size": 64}),
+    smoke=PPO_SMOKE,
 )
 
 if __name__ == "__main__":

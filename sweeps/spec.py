@@ -7,7 +7,7 @@ A sweep file builds one ``Sweep`` and hands it to ``sweeps.runner.main``; every 
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Asha", "Collapse", "Smoke", "Sweep"]
+__all__ = ["Asha", "Collapse", "DQN_SMOKE", "PPO_SMOKE", "Smoke", "Sweep"]
 
 
 @dataclass(frozen=True)
@@ -31,14 +31,30 @@ class Collapse:
 
 @dataclass(frozen=True)
 class Smoke:
-    """The tiny budget ``--smoke`` runs: a few trials, a few thousand env steps, small batches."""
+    """The tiny budget ``--smoke`` runs: a few trials, a few thousand env steps, small batches.
+
+    Episodes are cut at 48 steps so that every env finishes one within any iteration (PPO's smoke
+    batch is 64 steps per env): a trial ASHA stops at its first rung still records episodes.
+    """
 
     num_samples: int = 3
     max_env_steps: int = 1_000
     max_concurrent: int = 2
     hparams: dict[str, Any] = field(default_factory=dict)
-    env_config: dict[str, Any] = field(default_factory=lambda: {"max_episode_steps": 200})
+    env_config: dict[str, Any] = field(default_factory=lambda: {"max_episode_steps": 48})
     asha: Asha = Asha(grace_period=250, reduction_factor=2)
+
+
+PPO_SMOKE = Smoke(
+    hparams={
+        "train_batch_size_per_learner": 256,
+        "minibatch_size": 64,
+        "num_envs_per_env_runner": 4,
+    }
+)
+DQN_SMOKE = Smoke(
+    hparams={"num_steps_sampled_before_learning_starts": 200, "replay_capacity": 5_000}
+)
 
 
 @dataclass(frozen=True)

@@ -76,10 +76,13 @@ def test_evaluation_video_frames_change_over_time(trained, tmp_path):
     assert len(results) == 2
     frames = iio.imread(video)
     best = max(results, key=lambda r: (r.x_pos, r.total_return))
-    assert frames.shape[0] == best.frames and frames.shape[1:] == (240, 256, 3)
+    # The video is the best episode, frame by frame: one frame per step plus the reset frame.
+    # (Whether Mario walks depends on the barely trained policy's greedy action; the HUD timer
+    # and the level's animations change the picture either way.)
+    assert frames.shape[0] == best.frames == best.length + 1
+    assert frames.shape[1:] == (240, 256, 3)
     distinct = {f.tobytes() for f in frames[:: max(1, len(frames) // 20)]}
     assert len(distinct) >= min(10, len(frames) // 2)
-    assert best.x_pos > 40  # Mario moved, so the frames show a scrolling level
 
 
 @pytest.mark.slow

@@ -1,0 +1,130 @@
+"""The benchmarks run end to end on a tiny budget and report every row; no timing is asserted.
+
+Also here: the env's frame-skip fast path is checked frame by frame against nes-py's own
+``NESEnv.step``, because that equivalence is what makes the speed-up safe.
+"""
+
+import io
+import json
+import subprocess
+import sys
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import gym_super_mario_bros
+import numpy as np
+import pytest
+
+from envs.actions import DEFAULT_ACTION_SET, action_bytes
+from envs.mario_env import _advance_without_info
+from envs.tasks import task_info
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCHMARKS = ROOT / "benchmarks"
+GAME_TASKS = {
+    "smb1": "SuperMarioBros-1-1-v0",
+    "lost_levels": "SuperMarioBros2-1-1-v0",
+    "smb2_usa": "SuperMarioBros2USA-1-1-v0",
+    "smb3": "SuperMarioBros3-1-1-v0",
+}
+
+
+def _run(script: str, *args: str, timeout: float) -> str:
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_env_throughput_reports_one_ratio_per_game():
+    rows = json.loads(
+        _run(
+            "env_throughput.py",
+            "--seconds",
+            "0.2",
+            "--rounds",
+            "1",
+            "--all-games",
+            "--json",
+            timeout=120,
+        )
+    )
+    assert [r["game"] for r in rows] == list(GAME_TASKS)
+    for row in rows:
+        assert row["raw_frames_per_s"] > 0 and row["wrapped_agent_steps_per_s"] > 0
+        assert row["ratio"] == pytest.approx(
+            row["wrapped_agent_steps_per_s"] / row["raw_agent_steps_per_s"], rel=0.01
+        )
+
+
+@pytest.mark.slow
+def test_run_reports_every_row_ratio_and_memory_figure_as_json_and_table():
+    stdout = _run(
+        "run.py",
+        "--json",
+        *("--seconds", "1", "--rounds", "1", "--iterations", "1", "--dqn-iterations", "1"),
+        *("--train-batch", "256", "--envs-per-runner", "2", "--dqn-learning-starts", "200"),
+        timeout=180,
+    )
+    report = json.loads(stdout)
+    rows = report["rows"]
+    assert set(rows) == {"raw", "wrapped", "sampling", "ppo", "sb3_ppo", "sb3_ppo_dummy", "dqn"}
+    assert all(r.get("frames_per_s", r.get("env_steps_per_s", 0)) > 0 for r in rows.values())
+    assert set(report["ratios"]) == {
+        *(f"{name}_to_ceiling" for name in rows if name != "raw"),
+        "ppo_to_sb3_ppo",
+        "ppo_to_sb3_ppo_dummy",
+    }
+    memory = report["memory"]
+    assert memory["ppo_peak_rss_bytes"] > 0 and memory["dqn_peak_rss_bytes"] > 0
+    assert memory["dqn_full_buffer_rss_bytes_extrapolated"] > 0
+    assert {"ray", "torch", "nes-py", "stable-baselines3", "python"} <= set(report["versions"])
+
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import run
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    table = io.StringIO()
+    with redirect_stdout(table):
+        run.print_table(report)
+    for label in (
+        "raw emulator",
+        "wrapped MarioEnv",
+        "RLlib sampling only",
+        "RLlib PPO",
+        "SB3 PPO (SubprocVecEnv)",
+        "SB3 PPO (DummyVecEnv)",
+        "RLlib DQN",
+        "PPO trial peak RSS",
+        "DQN trial peak RSS",
+    ):
+        assert label in table.getvalue()
+
+
+@pytest.mark.parametrize("game", list(GAME_TASKS))
+def test_frames_without_info_step_the_game_exactly_like_nes_step(game):
+    task = GAME_TASKS[game]
+    reference, fast = (gym_super_mario_bros.make(task).unwrapped for _ in range(2))
+    buttons = action_bytes(DEFAULT_ACTION_SET[task_info(task).game])
+    rng = np.random.default_rng(0)
+    reference.reset(seed=1), fast.reset(seed=1)
+    for frame in range(1500):
+        button = buttons[rng.integers(len(buttons))]
+        _, reward, terminated, truncated, info = reference.step(button)
+        fast_reward, fast_terminated, fast_truncated, fast_info = _advance_without_info(
+            fast, button
+        )
+        assert (fast_reward, fast_terminated, fast_truncated) == (reward, terminated, truncated)
+        assert np.array_equal(fast.screen, reference.screen), frame
+        if terminated or truncated:
+            assert fast_info == info
+            reference.reset(), fast.reset()
+        elif frame % 100 == 0:
+            assert fast._get_info() == reference._get_info()
+    reference.close(), fast.close()
