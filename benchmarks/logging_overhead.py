@@ -19,13 +19,13 @@ import uuid
 
 import ray
 from ray import tune
-from ray.air.integrations.wandb import WandbLoggerCallback
 from ray.rllib.algorithms.ppo import PPO
 
 from algos import ppo_config
 from callbacks.episode_recorder import EpisodeRecorder
 from callbacks.postgres_callback import PostgresCallback
 from callbacks.store import ResultsStore, embedded_db_url, prepare_database
+from callbacks.wandb_logger import MarioWandbLoggerCallback
 from envs import register_mario_env
 
 
@@ -67,7 +67,7 @@ def one_trial(*, logging: bool, iterations: int, db_url: str, storage: str) -> f
                 mode="max",
                 max_env_steps=10**12,
             ),
-            WandbLoggerCallback(project="mario-sweeps-bench", mode="offline"),
+            MarioWandbLoggerCallback(project="mario-sweeps-bench", mode="offline"),
             clock,
         ]
     tune.Tuner(

@@ -283,10 +283,10 @@ def _connect_ray(options: Options) -> str:
 def run(options: Options) -> int:
     """Run (or resume) the sweep; return the process exit code."""
     from ray import tune
-    from ray.air.integrations.wandb import WandbLoggerCallback
     from ray.tune.search import ConcurrencyLimiter
 
     from callbacks.postgres_callback import PostgresCallback
+    from callbacks.wandb_logger import MarioWandbLoggerCallback
     from sweeps.report import leaderboard
     from sweeps.search import asha_scheduler, optuna_searcher
 
@@ -311,7 +311,7 @@ def run(options: Options) -> int:
         min_peak=sweep.collapse.min_peak,
         grace_env_steps=sweep.collapse.grace_env_steps,
     )
-    asha = sweep.smoke.asha if options.smoke else sweep.asha
+    asha = (sweep.smoke.asha if options.smoke else sweep.asha).within(options.max_env_steps)
     try:
         sweep_id = store.start_sweep(
             name=options.name,
@@ -362,11 +362,8 @@ def run(options: Options) -> int:
         ]
         if options.wandb_mode != "disabled":
             callbacks.append(
-                WandbLoggerCallback(
-                    project=options.wandb_project,
-                    group=options.name,
-                    mode=options.wandb_mode,
-                    excludes=["mario_episodes", "config"],
+                MarioWandbLoggerCallback(
+                    project=options.wandb_project, group=options.name, mode=options.wandb_mode
                 )
             )
         run_config = tune.RunConfig(

@@ -4,7 +4,7 @@ A sweep file builds one ``Sweep`` and hands it to ``sweeps.runner.main``; every 
 (CLI, Ray, the store, Optuna, ASHA, collapse detection, W&B, the leaderboard) lives in the runner.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 __all__ = ["Asha", "Collapse", "DQN_SMOKE", "PPO_SMOKE", "Smoke", "Sweep"]
@@ -16,6 +16,15 @@ class Asha:
 
     grace_period: int
     reduction_factor: int = 3
+
+    def within(self, max_env_steps: int) -> "Asha":
+        """This ASHA for a budget of ``max_env_steps``: a budget below the first rung (a quick
+        ``--max-env-steps 20000``) moves the rung to the budget, so ASHA stops nothing early.
+
+        >>> Asha(grace_period=50_000).within(20_000).grace_period
+        20000
+        """
+        return replace(self, grace_period=min(self.grace_period, max_env_steps))
 
 
 @dataclass(frozen=True)

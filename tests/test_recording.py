@@ -1,24 +1,26 @@
 """Nothing lost: a real PPO trial's every episode, iteration and W&B row, and no secrets leaked.
 
 One Tune run (module fixture): PPO with 2 env runners x 2 sub-envs, 30-step episodes so several
-end in every sub-env, PostgresCallback + WandbLoggerCallback (offline) as the sweep runner wires
+end in every sub-env, PostgresCallback + our W&B callback (offline) as the sweep runner wires
 them, and a database URL that carries a password (the test server trusts local connections, so
 the password is accepted and ignored — perfect for checking it never leaks).
 """
 
+import pickle
+import pickletools
 import uuid
 from pathlib import Path
 
 import psycopg2
 import pytest
 from ray import tune
-from ray.air.integrations.wandb import WandbLoggerCallback
 from ray.rllib.algorithms.ppo import PPO
 
 from algos import ppo_config
 from callbacks.episode_recorder import EpisodeRecorder
 from callbacks.postgres_callback import PostgresCallback
 from callbacks.store import ResultsStore, prepare_database
+from callbacks.wandb_logger import MarioWandbLoggerCallback, plain
 from envs import register_mario_env
 from tests import wandb_files
 
@@ -77,7 +79,7 @@ def run(postgres_server, ray_session, tmp_path_factory):
                     max_env_steps=10**9,
                     param_keys=["lr"],
                 ),
-                WandbLoggerCallback(project="mario-sweeps-test", group=name, mode="offline"),
+                MarioWandbLoggerCallback(project="mario-sweeps-test", group=name, mode="offline"),
             ],
             verbose=0,
         ),
@@ -252,3 +254,14 @@ def test_database_stopped_mid_training_loses_no_rows(ray_session, tmp_path, capl
     finally:
         _SERVERS.pop("outage", None)
         server.cleanup()
+
+
+def test_wandb_config_is_builtins_only_so_its_actors_never_import_torch():
+    """Ray's W&B helper actors unpickle the config: any class or enum in it imports torch+RLlib
+    there (~450 MiB per actor). The config we hand them must need no import at all."""
+    config = ppo_config(hparams={"lr": 1e-4}).to_dict()
+    assert any(isinstance(v, type) for v in config.values())  # what makes the raw config heavy
+    sent = plain(config)
+    opcodes = {op.name for op, _, _ in pickletools.genops(pickle.dumps(sent))}
+    assert not opcodes & {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "NEWOBJ", "REDUCE"}
+    assert sent["lr"] == 1e-4 and sent["_learner_class"] == "algos.builders.MarioPPOLearner"

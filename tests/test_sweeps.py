@@ -99,12 +99,16 @@ def test_ppo_smoke_sweep_records_trials_iterations_episodes_and_the_optuna_study
 
 
 @pytest.mark.slow
-def test_dqn_sweep_runs_in_smoke_mode(fresh_db_url, tmp_path):
+def test_dqn_sweep_runs_in_smoke_mode_with_a_budget_below_the_first_asha_rung(
+    fresh_db_url, tmp_path
+):
     done = run_sweep(
         "sweeps/dqn_lr_target.py",
         "--smoke",
         "--num-samples",
         "2",
+        "--max-env-steps",
+        "200",  # the smoke ASHA's first rung is at 250: it moves to the budget
         "--db-url",
         fresh_db_url,
         "--wandb-mode",
@@ -121,6 +125,8 @@ def test_dqn_sweep_runs_in_smoke_mode(fresh_db_url, tmp_path):
         sweep_id,
     )
     assert trials == 2 and episodes >= 2
+    [(grace,)] = rows(fresh_db_url, "SELECT scheduler->>'grace_period' FROM mario_sweeps.sweeps")
+    assert int(grace) == 200
 
 
 ASHA_SWEEP = """

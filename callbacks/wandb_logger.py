@@ -1,0 +1,56 @@
+"""W&B logging for sweeps: Ray's ``WandbLoggerCallback``, fed plain data only.
+
+Ray's callback hands each trial's config to a logging actor and every result to a queue actor.
+An RLlib config holds classes (learner, RLModule, callbacks), and a result carries that config,
+so unpickling either imports torch and RLlib: two extra ~450 MiB processes per trial, measured
+with ``benchmarks/sweep_memory.py``. Here the config reaches W&B with classes and other objects
+as their names, and results travel without ``config`` and the episode list.
+"""
+
+import enum
+from typing import Any
+
+from ray.air.integrations.wandb import WandbLoggerCallback
+
+from callbacks.store.rows import EPISODES_KEY
+
+__all__ = ["MarioWandbLoggerCallback", "plain"]
+
+RESULT_KEYS_KEPT_OUT = ("config", EPISODES_KEY)
+
+
+def plain(value: Any) -> Any:
+    """``value`` as builtins only: enums by value, classes and functions by qualified name, other
+    objects by repr. (RLlib's config holds str-enums: unpickling one imports its module.)
+
+    >>> plain({"lr": 1e-4, "cls": dict, "spaces": (1, None)})
+    {'lr': 0.0001, 'cls': 'builtins.dict', 'spaces': [1, None]}
+    """
+    if isinstance(value, enum.Enum):
+        return plain(value.value)
+    if value is None:
+        return value
+    for builtin in (bool, int, float, str):
+        if isinstance(value, builtin):
+            return builtin(value)
+    if isinstance(value, dict):
+        return {str(key): plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [plain(item) for item in value]
+    if hasattr(value, "__qualname__") and hasattr(value, "__module__"):
+        return f"{value.__module__}.{value.__qualname__}"
+    if hasattr(value, "item") and getattr(value, "shape", None) == ():
+        return value.item()  # numpy scalars
+    return repr(value)
+
+
+class MarioWandbLoggerCallback(WandbLoggerCallback):
+    """One W&B run per trial, as Ray's callback, without torch in its helper actors."""
+
+    def _start_logging_actor(self, trial, exclude_results, **wandb_init_kwargs):
+        wandb_init_kwargs["config"] = plain(wandb_init_kwargs.get("config") or {})
+        super()._start_logging_actor(trial, exclude_results, **wandb_init_kwargs)
+
+    def log_trial_result(self, iteration: int, trial, result: dict):
+        kept = {key: value for key, value in result.items() if key not in RESULT_KEYS_KEPT_OUT}
+        super().log_trial_result(iteration, trial, kept)
