@@ -51,8 +51,8 @@ PPO_DEFAULTS: dict[str, Any] = {
     "minibatch_size": 256,
     "num_epochs": 4,
     "num_env_runners": 1,
-    # 16 envs per runner batch 16 observations per forward pass: sampling 11 % faster per runner
-    # than 4 envs, 5 % faster than 8 (BENCHMARKS.md); 64 steps per env per 1024-step batch.
+    # 16 envs per runner batch 16 observations per forward pass: sampling 9-10 % faster than 4
+    # envs and 5-6 % faster than 8 (BENCHMARKS.md); 64 steps per env per 1024-step batch.
     "num_envs_per_env_runner": 16,
 }
 
@@ -66,10 +66,9 @@ DQN_DEFAULTS: dict[str, Any] = {
     "tau": 1.0,
     "grad_clip": 10.0,
     "train_batch_size_per_learner": 32,
-    # RLlib's episode buffer keeps each stacked 4x84x84 uint8 observation once (28,224 B) plus
-    # the step's info dict and bookkeeping: 34 KB per step measured, 1.7 GB at 50k. A default
-    # trial (main process ~1.2 GB + one env runner ~0.9 GB) then peaks near 4 GB, so 2
-    # concurrent trials need about 8 GB (BENCHMARKS.md).
+    # RLlib's episode buffer keeps each stacked 4x84x84 uint8 observation once (28,224 B): about
+    # 25 KiB of RSS per buffered step measured. A DQN sweep with 2 concurrent default trials and
+    # full buffers peaked at 7.2 GiB for all its processes together (BENCHMARKS.md).
     "replay_capacity": 50_000,
     "num_steps_sampled_before_learning_starts": 5_000,
     "epsilon_final": 0.02,
@@ -78,24 +77,24 @@ DQN_DEFAULTS: dict[str, Any] = {
     "num_envs_per_env_runner": 4,
     # RLlib samples n_step (3) steps per env and then learns: 12 env steps per remote call,
     # weight sync and buffer insert. 24 steps per env with RLlib's training intensity keeps the
-    # same one 32-sample update per 12 sampled steps (8 per call) with one env runner, 27 %
-    # faster on one core (BENCHMARKS.md); the acting policy lags the learner by <= 96 steps.
+    # same one 32-sample update per 12 sampled steps (8 per call) with one env runner, 30 %
+    # faster in a default trial (BENCHMARKS.md); the acting policy lags the learner by <= 96 steps.
     "rollout_fragment_length": 24,
     "training_intensity": 4 / 3,
 }
 
 
 class _FastTorchLearner:
-    """Two CPU savings in RLlib's torch learner, behaviour unchanged (BENCHMARKS.md).
+    """Two CPU savings in RLlib's torch learner, behaviour unchanged.
 
-    - Adam with PyTorch's fused CPU kernel: one step over PPO's 3.3M parameters takes 1.3 ms
-      instead of 7.2 ms.
-    - One finiteness check over all gradients (their total norm, 0.6 ms) instead of RLlib's two
-      ``isfinite`` passes per parameter tensor (19 ms for DQN's on one core). Non-finite
-      gradients still go through RLlib's own handling (zeroed, with a warning).
+    - Adam with PyTorch's fused CPU kernel instead of the per-tensor loop.
+    - One finiteness check over all gradients (their total norm) instead of RLlib's two
+      ``isfinite`` passes per parameter tensor. Non-finite gradients still go through RLlib's own
+      handling (zeroed, with a warning).
 
-    On one core a DQN update (batch 32) went from 84 to 54 ms; a PPO learner update (1024 steps x
-    4 epochs, with ``algos.model``'s channels-last weights) from 3.1 to 2.5 s.
+    Measured side by side (``benchmarks/ablations.py``, BENCHMARKS.md): a default DQN trial's
+    learner time fell by 36-38 %; a PPO learner update (1024 steps x 4 epochs, with
+    ``algos.model``'s channels-last weights, 2 threads) by 15-17 %.
     """
 
     def configure_optimizers_for_module(self, module_id, config=None) -> None:

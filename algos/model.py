@@ -6,8 +6,8 @@ and divides by 255 on the way in. Both the PPO and the DQN module use it, and DQ
 (a deep copy of the encoder) inherits it.
 
 Conv weights are kept in ``channels_last`` memory format: the encoder's input already is one
-(RLlib permutes [B, H, W, C] into a channels-last [B, C, H, W] view), and matching weights make a
-forward+backward pass 13 % faster on one torch thread, a trial's learner setting (BENCHMARKS.md).
+(RLlib permutes [B, H, W, C] into a channels-last [B, C, H, W] view), and matching weights spare
+torch a layout conversion in every conv (part of the learner ablation in BENCHMARKS.md).
 """
 
 import torch
