@@ -1,15 +1,20 @@
-"""W&B logging for sweeps: Ray's ``WandbLoggerCallback``, fed plain data only.
+"""W&B logging for sweeps: Ray's ``WandbLoggerCallback`` with two fixes.
 
-Ray's callback hands each trial's config to a logging actor and every result to a queue actor.
-An RLlib config holds classes (learner, RLModule, callbacks), and a result carries that config,
-so unpickling either imports torch and RLlib: two extra ~450 MiB processes per trial, measured
-with ``benchmarks/sweep_memory.py``. Here the config reaches W&B with classes and other objects
-as their names, and results travel without ``config`` and the episode list.
+- Memory. Ray's callback hands each trial's config to a logging actor and every result to a
+  queue actor. An RLlib config holds classes and str-enums, and a result carries that config,
+  so unpickling either imports torch and RLlib: two extra ~450 MiB processes per trial (measured
+  with ``benchmarks/sweep_memory.py``). Here the config reaches W&B as builtins, and results
+  travel without ``config`` and the episode list.
+- Complete offline runs. Tune syncs the experiment to storage for the last time *before* it lets
+  this callback wait for the logging actors to finish, so the W&B files under the storage path
+  could miss their last records. Once they finish, the W&B folders are copied again.
 """
 
 import enum
+from pathlib import Path
 from typing import Any
 
+import pyarrow.fs
 from ray.air.integrations.wandb import WandbLoggerCallback
 
 from callbacks.store.rows import EPISODES_KEY
@@ -54,3 +59,13 @@ class MarioWandbLoggerCallback(WandbLoggerCallback):
     def log_trial_result(self, iteration: int, trial, result: dict):
         kept = {key: value for key, value in result.items() if key not in RESULT_KEYS_KEPT_OUT}
         super().log_trial_result(iteration, trial, kept)
+
+    def on_experiment_end(self, trials, **info):
+        super().on_experiment_end(trials, **info)  # waits for every logging actor to finish
+        for trial in trials:
+            local = Path(trial.local_path) / "wandb"
+            target = f"{trial.path}/wandb"
+            if local.is_dir() and Path(target).resolve() != local.resolve():
+                pyarrow.fs.copy_files(
+                    str(local), target, destination_filesystem=trial.storage.storage_filesystem
+                )

@@ -63,11 +63,13 @@ def history(path: Path) -> list[dict]:
 
 
 def config(path: Path) -> dict:
-    """The run config as the last config record left it."""
+    """The run config: the run record's (``wandb.init(config=...)``), then each config update."""
     values = {}
     for record in records(path):
-        if record.WhichOneof("record_type") == "config":
-            for item in record.config.update:
+        kind = record.WhichOneof("record_type")
+        if kind in ("run", "config"):
+            updates = record.run.config.update if kind == "run" else record.config.update
+            for item in updates:
                 key = "/".join(item.nested_key) if item.nested_key else item.key
                 values[key] = json.loads(item.value_json)
     return values
