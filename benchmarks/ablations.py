@@ -14,7 +14,6 @@ trial (one env runner, a one-thread learner), which is what a sweep runs.
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -27,7 +26,7 @@ from envs import MarioEnv, register_mario_env
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run  # noqa: E402
-from env_throughput import raw_frames_per_second  # noqa: E402
+from env_throughput import raw_frames_per_second, wrapped_steps_per_second  # noqa: E402
 
 TASK = run.TASK
 
@@ -63,20 +62,6 @@ class ReferenceMarioEnv(MarioEnv):
         return self._observation(), reward * cfg.reward_scale, terminated, truncated, facts
 
 
-def env_steps_per_second(env_class: type, seconds: float) -> float:
-    env = env_class({"task": TASK})
-    rng = np.random.default_rng(0)
-    env.reset(seed=0)
-    steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        _, _, terminated, truncated, _ = env.step(int(rng.integers(env.action_space.n)))
-        steps += 1
-        if terminated or truncated:
-            env.reset()
-    env.close()
-    return steps / (time.perf_counter() - start)
-
-
 def ablate_env(seconds: float, rounds: int) -> None:
     import gym_super_mario_bros
 
@@ -85,8 +70,8 @@ def ablate_env(seconds: float, rounds: int) -> None:
     raw, before, after = [], [], []
     for _ in range(rounds):
         raw.append(raw_frames_per_second(rom, seconds) / frame_skip)
-        before.append(env_steps_per_second(ReferenceMarioEnv, seconds))
-        after.append(env_steps_per_second(MarioEnv, seconds))
+        before.append(wrapped_steps_per_second(TASK, seconds, env_class=ReferenceMarioEnv))
+        after.append(wrapped_steps_per_second(TASK, seconds))
     ceiling = statistics.median(raw)
     for name, rates in (("before", before), ("after", after)):
         rate = statistics.median(rates)

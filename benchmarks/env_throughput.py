@@ -34,20 +34,25 @@ def raw_frames_per_second(rom: str, seconds: float) -> float:
     return result.frames_per_second
 
 
-def wrapped_steps_per_second(task: str, seconds: float, seed: int = 0) -> float:
-    """Agent steps/s of ``MarioEnv`` on ``task`` with random actions."""
-    env = MarioEnv({"task": task})
-    rng = np.random.default_rng(seed)
-    env.reset(seed=seed)
-    for _ in range(25):  # warm-up, as the speedtest does
-        env.step(int(rng.integers(env.action_space.n)))
+def random_play(env, seconds: float, rng: np.random.Generator) -> tuple[int, float]:
+    """Steps ``env`` (already reset) with random actions for ``seconds``: (steps, elapsed s)."""
     steps, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         _, _, terminated, truncated, _ = env.step(int(rng.integers(env.action_space.n)))
         steps += 1
         if terminated or truncated:
             env.reset()
-    elapsed = time.perf_counter() - start
+    return steps, time.perf_counter() - start
+
+
+def wrapped_steps_per_second(task: str, seconds: float, seed: int = 0, env_class=MarioEnv) -> float:
+    """Agent steps/s of ``env_class`` (``MarioEnv``) on ``task`` with random actions."""
+    env = env_class({"task": task})
+    rng = np.random.default_rng(seed)
+    env.reset(seed=seed)
+    for _ in range(25):  # warm-up, as the speedtest does
+        env.step(int(rng.integers(env.action_space.n)))
+    steps, elapsed = random_play(env, seconds, rng)
     env.close()
     return steps / elapsed
 
@@ -81,13 +86,7 @@ def emulator_share(task: str, seconds: float, seed: int = 0) -> dict:
     env.reset(seed=seed)
     nes = env._nes  # one task: every reset reuses this emulator
     clock = nes._env = _TimedEmulator(nes._env)
-    steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        _, _, terminated, truncated, _ = env.step(int(rng.integers(env.action_space.n)))
-        steps += 1
-        if terminated or truncated:
-            env.reset()
-    elapsed = time.perf_counter() - start
+    steps, elapsed = random_play(env, seconds, rng)
     nes._env = clock.native
     env.close()
     return {
