@@ -64,8 +64,9 @@ class MarioWandbLoggerCallback(WandbLoggerCallback):
         super().on_experiment_end(trials, **info)  # waits for every logging actor to finish
         for trial in trials:
             local = Path(trial.local_path) / "wandb"
-            target = f"{trial.path}/wandb"
-            if local.is_dir() and Path(target).resolve() != local.resolve():
+            if local.is_dir() and trial.local_path != trial.path:
                 pyarrow.fs.copy_files(
-                    str(local), target, destination_filesystem=trial.storage.storage_filesystem
+                    str(local),
+                    f"{trial.path}/wandb",
+                    destination_filesystem=trial.storage.storage_filesystem,
                 )

@@ -36,6 +36,13 @@ def new_sweep(db_url: str, name: str) -> int:
         return store.start_sweep(name=name, algo="PPO", search_space={}, metric=METRIC, mode="max")
 
 
+def postgres_callback(db_url: str, sweep_id: int, **options) -> PostgresCallback:
+    """The callback as the runner wires it, with a budget no test reaches."""
+    return PostgresCallback(
+        db_url=db_url, sweep_id=sweep_id, metric=METRIC, mode="max", max_env_steps=10**9, **options
+    )
+
+
 def tiny_ppo(**hparams):
     """PPO with 30-step episodes and small batches, recording episodes, "mario" registered."""
     register_mario_env()
@@ -71,14 +78,7 @@ def run(postgres_server, ray_session, tmp_path_factory):
             storage_path=str(storage),
             stop={"training_iteration": ITERATIONS},
             callbacks=[
-                PostgresCallback(
-                    db_url=db_url,
-                    sweep_id=sweep_id,
-                    metric="mario/x_pos_smoothed",
-                    mode="max",
-                    max_env_steps=10**9,
-                    param_keys=["lr"],
-                ),
+                postgres_callback(db_url, sweep_id, param_keys=["lr"]),
                 MarioWandbLoggerCallback(project="mario-sweeps-test", group=name, mode="offline"),
             ],
             verbose=0,
@@ -226,14 +226,7 @@ def test_database_stopped_mid_training_loses_no_rows(ray_session, tmp_path, capl
                 storage_path=str(tmp_path / "storage"),
                 stop={"training_iteration": 6},
                 callbacks=[
-                    PostgresCallback(
-                        db_url=db_url,
-                        sweep_id=sweep_id,
-                        metric="mario/x_pos_smoothed",
-                        mode="max",
-                        max_env_steps=10**9,
-                        spill_dir=tmp_path / "spill",
-                    ),
+                    postgres_callback(db_url, sweep_id, spill_dir=tmp_path / "spill"),
                     ServerOutage("outage", down_at=2, up_at=4),
                 ],
                 verbose=0,
