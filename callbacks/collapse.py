@@ -3,48 +3,60 @@
 ASHA compares trials at rungs; it never notices a trial that was good at 800k steps and then fell
 apart. ``CollapseDetector`` watches one trial's smoothed metric: once it has risen to a peak, a
 value more than ``drop_fraction`` below that peak for ``window`` consecutive reports is a collapse.
-``SweepStopper`` applies the budget and the detector to every trial, remembers why it stopped each
-one, and writes that reason into the result it stopped (``result["stop_reason"]``) so the searcher
-and the store can tell a collapse or a finished budget from an ASHA stop.
+``SweepStopper`` applies the budget and the detector to every trial and writes why it stopped one
+into the result that ended it (``result[STOP_REASON_KEY]``). That key is the one source of a stop
+reason: :func:`stop_reason` reads it for the store and the searcher, and a trial that ended without
+it was stopped by the scheduler.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 from ray.tune.stopper import Stopper
 
-__all__ = ["CollapseDetector", "SweepStopper"]
+from callbacks.records import STOP_REASON_KEY, lookup
+
+__all__ = ["Collapse", "CollapseDetector", "SweepStopper", "stop_reason"]
 
 
-def _lookup(result: dict, key: str):
-    """A flattened Tune key (``"mario/x_pos_smoothed"``) looked up in a nested result."""
-    value = result
-    for part in key.split("/"):
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    return value
-
-
-@dataclass
-class CollapseDetector:
-    """Peak-drop detector for one metric series (pure: feed values, ask ``collapsed``)."""
+@dataclass(frozen=True)
+class Collapse:
+    """The collapse rule: the smoothed metric stays ``drop_fraction`` below its own peak for
+    ``window`` consecutive iterations, after ``grace_env_steps``."""
 
     drop_fraction: float = 0.5
-    window: int = 3
+    window: int = 5
+    grace_env_steps: int = 0
+    """No collapse verdict before this many env steps (early values are noise)."""
     min_peak: float | None = None
     """Ignore peaks not better than this (at or below it in max mode, at or above in min mode):
     a trial that never learned cannot collapse. None: every peak counts."""
-    mode: str = "max"
-    peak: float | None = None
-    below: int = 0
 
     def __post_init__(self):
         if not 0 < self.drop_fraction < 1:
             raise ValueError(
                 f"collapse drop_fraction={self.drop_fraction!r} is invalid; allowed: 0 < x < 1"
             )
-        if self.window < 1:
+        if isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 1:
             raise ValueError(f"collapse window={self.window!r} is invalid; allowed: >= 1")
+        if self.grace_env_steps < 0:
+            raise ValueError(
+                f"collapse grace_env_steps={self.grace_env_steps!r} is invalid; allowed: >= 0"
+            )
+
+
+@dataclass
+class CollapseDetector:
+    """Peak-drop detector for one metric series (feed values, get the verdict)."""
+
+    rule: Collapse = field(default_factory=Collapse)
+    mode: str = "max"
+    peak: float | None = None
+    below: int = 0
+
+    def __post_init__(self):
         if self.mode not in ("max", "min"):
             raise ValueError(f"collapse mode={self.mode!r} is invalid; allowed: max, min")
 
@@ -54,13 +66,13 @@ class CollapseDetector:
         if self.peak is None or score > self.peak:
             self.peak, self.below = score, 0
             return False
-        if self.min_peak is not None:
-            floor = self.min_peak if self.mode == "max" else -self.min_peak
+        if self.rule.min_peak is not None:
+            floor = self.rule.min_peak if self.mode == "max" else -self.rule.min_peak
             if self.peak <= floor:
                 return False
-        threshold = self.peak - self.drop_fraction * abs(self.peak)
+        threshold = self.peak - self.rule.drop_fraction * abs(self.peak)
         self.below = self.below + 1 if score < threshold else 0
-        return self.below >= self.window
+        return self.below >= self.rule.window
 
 
 @dataclass
@@ -70,39 +82,33 @@ class SweepStopper(Stopper):
     metric: str
     max_env_steps: int
     mode: str = "max"
-    drop_fraction: float = 0.5
-    window: int = 3
-    min_peak: float | None = None
-    grace_env_steps: int = 0
-    """No collapse verdict before this many env steps (early returns are noise)."""
-    time_attr: str = "num_env_steps_sampled_lifetime"
+    collapse: Collapse = field(default_factory=Collapse)
     detectors: dict = field(default_factory=dict)
-    reasons: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        CollapseDetector(self.drop_fraction, self.window, self.min_peak, self.mode)  # validates
+        CollapseDetector(self.collapse, self.mode)  # validates the mode
 
     def __call__(self, trial_id: str, result: dict) -> bool:
-        steps = result.get(self.time_attr) or 0
-        reason = None
-        if steps >= self.max_env_steps:
-            reason = "completed"
-        value = _lookup(result, self.metric)
+        steps = result.get(NUM_ENV_STEPS_SAMPLED_LIFETIME) or 0
+        reason = "completed" if steps >= self.max_env_steps else None
+        value = lookup(result, self.metric)
         if value is not None:
             detector = self.detectors.setdefault(
-                trial_id,
-                CollapseDetector(self.drop_fraction, self.window, self.min_peak, self.mode),
+                trial_id, CollapseDetector(self.collapse, self.mode)
             )
-            if detector.update(float(value)) and steps >= self.grace_env_steps and reason is None:
+            collapsed = detector.update(float(value))
+            if collapsed and steps >= self.collapse.grace_env_steps and reason is None:
                 reason = "collapse"
         if reason is None:
             return False
-        self.reasons[trial_id] = reason
-        result["stop_reason"] = reason
+        result[STOP_REASON_KEY] = reason
         return True
-
-    def stop_reason(self, trial_id: str) -> str | None:
-        return self.reasons.get(trial_id)
 
     def stop_all(self) -> bool:
         return False
+
+
+def stop_reason(result: Mapping[str, Any] | None, *, scheduler: str = "asha") -> str:
+    """Why a trial that ended without error ended: the stopper's reason in its last result, else
+    the scheduler stopped it."""
+    return (result or {}).get(STOP_REASON_KEY) or scheduler

@@ -6,49 +6,19 @@ played it; each record goes into the runner's metrics under ``EPISODES_KEY`` wit
 ``item_series`` reduction (no window: a window would silently truncate), which concatenates the
 records of all runners into the iteration's result. ``on_train_result`` (on the trial actor) then
 moves the list to ``result[EPISODES_KEY]`` — where the driver-side ``PostgresCallback`` pops it,
-keeping it out of Tune's loggers — and adds ``result["mario"]``: our scheduler metrics, defined in
-every iteration (RLlib's episode means are NaN or absent in iterations where no episode ended).
+keeping it out of Tune's loggers — and adds the ``mario/...`` keys: our scheduler metrics, defined
+in every iteration (RLlib's episode means are NaN or absent in iterations where no episode ended).
+The record's shape is :class:`callbacks.records.EpisodeRecord`; env runners import nothing else of
+ours (no database driver on a worker node).
 """
 
 import math
 
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
-from callbacks.store.rows import EPISODES_KEY
+from callbacks.records import EPISODES_KEY, episode_record, metric_key
 
-__all__ = ["EPISODES_KEY", "METRICS_KEY", "EpisodeRecorder", "episode_record"]
-
-METRICS_KEY = "mario"
-
-
-def _plain(value):
-    """numpy scalars -> Python scalars, so records pickle small and go into JSON/psycopg as is."""
-    return value.item() if hasattr(value, "item") else value
-
-
-def episode_record(
-    *, episode_id: str, env_runner: int, env_index: int, ret: float, length: int, info: dict
-) -> dict:
-    """One episode's row: the facts ``MarioEnv`` puts in every info, plus who played it."""
-    return {
-        "episode_id": episode_id,
-        "env_runner": int(env_runner),
-        "env_index": int(env_index),
-        "return": float(ret),
-        "length": int(length),
-        "x_pos": _plain(info.get("x_pos")),
-        "x_pos_max": _plain(info.get("x_pos_max")),
-        "flag_get": bool(info.get("flag_get", False)),
-        "score": _plain(info.get("score")),
-        "coins": _plain(info.get("coins")),
-        "time_left": _plain(info.get("time")),
-        "world": _plain(info.get("world")),
-        "stage": _plain(info.get("stage")),
-        "life": _plain(info.get("life")),
-        "status": info.get("status"),
-        "game": info.get("game"),
-        "task_id": info.get("task_id"),
-    }
+__all__ = ["EpisodeRecorder"]
 
 
 def _as_list(value) -> list[dict]:
@@ -60,13 +30,19 @@ def _as_list(value) -> list[dict]:
     return list(value)
 
 
-class EpisodeRecorder(RLlibCallback):
-    """Records training episodes and reports smoothed return / x_pos every iteration.
+def _mean(values: list) -> float:
+    return sum(values) / len(values) if values else math.nan
 
-    Smoothing is an exponential moving average over episodes (``EMA_ALPHA`` per episode, about a
-    20-episode memory), carried forward through iterations in which no episode ended, and 0.0
-    before the first episode. Its state lives in this callback on the trial actor; a trial
-    restored from a checkpoint restarts it from its first episodes.
+
+class EpisodeRecorder(RLlibCallback):
+    """Records training episodes and reports our per-iteration metrics (``mario/...``).
+
+    ``mario/return_smoothed`` and ``mario/x_pos_smoothed`` are exponential moving averages over
+    episodes (``EMA_ALPHA`` per episode, about a 20-episode memory), carried forward through
+    iterations in which no episode ended, and 0.0 before the first episode. Their state lives in
+    this callback on the trial actor; a trial restored from a checkpoint restarts it from its
+    first episodes. The other ``mario/`` keys describe exactly this iteration's episodes (NaN
+    when none ended) and are the store's iteration aggregates: nothing recomputes them.
     """
 
     EMA_ALPHA = 0.1
@@ -111,18 +87,20 @@ class EpisodeRecorder(RLlibCallback):
         episodes = _as_list(runners.pop(EPISODES_KEY, None))
         for record in episodes:
             record["training_iteration"] = result.get("training_iteration")
-        returns = [e["return"] for e in episodes]
+        returns = [e["episode_return"] for e in episodes]
         x_pos = [e["x_pos_max"] for e in episodes if e["x_pos_max"] is not None]
         flags = [e["flag_get"] for e in episodes]
         result[EPISODES_KEY] = episodes
-        result[METRICS_KEY] = {
-            "return_smoothed": self._smooth("return", returns),
-            "x_pos_smoothed": self._smooth("x_pos", x_pos),
-            "episodes": len(episodes),
-            "return_mean": sum(returns) / len(returns) if returns else math.nan,
-            "return_max": max(returns) if returns else math.nan,
-            "x_pos_mean": sum(x_pos) / len(x_pos) if x_pos else math.nan,
-            "x_pos_max": max(x_pos) if x_pos else math.nan,
-            "flag_rate": sum(flags) / len(flags) if flags else math.nan,
-            "flags": sum(flags),
-        }
+        result.update(
+            {
+                metric_key("return_smoothed"): self._smooth("return", returns),
+                metric_key("x_pos_smoothed"): self._smooth("x_pos", x_pos),
+                metric_key("episodes"): len(episodes),
+                metric_key("return_mean"): _mean(returns),
+                metric_key("return_max"): max(returns) if returns else math.nan,
+                metric_key("x_pos_mean"): _mean(x_pos),
+                metric_key("x_pos_max"): max(x_pos) if x_pos else math.nan,
+                metric_key("flag_rate"): _mean(flags),
+                metric_key("flags"): sum(flags),
+            }
+        )

@@ -1,43 +1,46 @@
-"""PostgresCallback: writes a Tune sweep's trials, iterations and episodes to the results store.
+"""PostgresCallback: the sweep's one writer — its row, trials, iterations and episodes.
 
 It runs on the Tune driver only, so worker nodes need no database access. It must come first in
-``RunConfig(callbacks=[...])``: it pops the per-episode list (``result["mario_episodes"]``) out of
-each result, and in Ray 2.60 every callback and logger sees that same dict, so the list then stays
-out of Tune's JSON/CSV/TensorBoard loggers, W&B and the experiment state.
+``RunConfig(callbacks=[...])``: it pops the per-episode list (``result[EPISODES_KEY]``) out of each
+result, and in Ray 2.60 every callback and logger sees that same dict, so the list then stays out
+of Tune's JSON/CSV/TensorBoard loggers, W&B and the experiment state.
+
+Lifecycle: Tune calls :meth:`setup` when ``fit()`` starts — only then is the sweep row created (or,
+for a restored sweep, whose id came back through :meth:`set_state`, reopened), so nothing is
+written before Ray is connected and the Tuner is built. :meth:`on_experiment_end` records how the
+sweep ended (``finished``, ``failed`` when every trial errored, ``interrupted`` when trials were
+left unfinished, e.g. by Ctrl-C), marks unfinished trials ``interrupted``, and waits for buffered
+rows.
 
 Tune pickles callbacks into ``tuner.pkl`` when the Tuner is built, so the connection is opened in
-:meth:`PostgresCallback.setup` and no password is ever pickled: a password in ``db_url`` is kept in
-memory only; a restored sweep (a new process) gets it from ``PGPASSWORD`` or ``~/.pgpass``.
+:meth:`setup` and no password is ever pickled: a password in ``db_url`` is kept in memory only; a
+restored sweep (a new process) gets it from ``PGPASSWORD`` or ``~/.pgpass``.
 """
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from ray.tune import Callback
 
-from callbacks.store.rows import EPISODES_KEY, iteration_row, lookup, normalize_episodes
-from callbacks.store.urls import split_password, validate_db_url
-from callbacks.store.writer import ResultsStore
+from callbacks.collapse import stop_reason
+from callbacks.records import EPISODES_KEY, lookup
+from callbacks.store.connection import split_password, validate_db_url
+from callbacks.store.store import ResultsStore
+from callbacks.store.tables import iteration_row
 
-__all__ = ["PostgresCallback", "StopReasonSource"]
+__all__ = ["PostgresCallback"]
 
-
-class StopReasonSource(Protocol):
-    """A stopper that can say why it stopped a trial (e.g. ``"collapse"``), or None."""
-
-    def stop_reason(self, trial_id: str) -> str | None: ...
+_FINISHED = ("TERMINATED", "ERROR")
 
 
 @dataclass
 class _TrialProgress:
     last_env_steps: int | None = None
-    last_metric: float | None = None
     best_metric: float | None = None
     best_checkpoint: str | None = None
-    best_checkpoint_metric: float | None = None
 
 
 def _better(new: float | None, old: float | None, mode: str) -> bool:
@@ -48,20 +51,32 @@ def _better(new: float | None, old: float | None, mode: str) -> bool:
     return new > old if mode == "max" else new < old
 
 
+def tune_best_checkpoint(trial: Any) -> str | None:
+    """The path of the checkpoint Tune itself ranks best for ``trial`` (and therefore keeps).
+
+    Tune's ``CheckpointConfig(num_to_keep=K, checkpoint_score_attribute=M)`` scores a checkpoint
+    by M in the result that saved it and deletes all but the best K: only its own ranking names a
+    checkpoint that is still on disk. Ray 2.60 exposes that ranking during a run only through the
+    trial's checkpoint manager (``ResultGrid``'s ``best_checkpoints`` after ``fit()``);
+    ``tests/test_postgres_callback.py`` fails if this stops matching what is on disk.
+    """
+    manager = trial.run_metadata.checkpoint_manager
+    best = manager.best_checkpoint_result
+    return best.checkpoint.path if best is not None and best.checkpoint else None
+
+
 class PostgresCallback(Callback):
-    """Tune callback that records every trial, iteration and episode of one sweep.
+    """Tune callback that records one sweep: its row, every trial, iteration and episode.
 
     Args:
-        db_url: PostgreSQL URL (see :mod:`callbacks.store.urls`).
-        sweep_id: the id returned by :meth:`ResultsStore.start_sweep`.
-        metric: the sweep's flattened metric key, e.g. ``"mario/return_smoothed"``.
-        mode: ``"max"`` or ``"min"``; decides the best metric and best checkpoint.
-        max_env_steps: the trial budget; a trial that reached it stopped as ``"completed"``,
-            one that ended earlier without another reason was stopped by ASHA (``"asha"``).
-        stopper: the same stopper object given to ``RunConfig(stop=...)``; if it has
-            ``stop_reason(trial_id)`` returning a string, that is the trial's stop reason.
+        db_url: PostgreSQL URL (see :mod:`callbacks.store.connection`).
+        sweep: the sweep row's fields (``name``, ``algo``, ``search_space``, ``metric``,
+            ``mode``, and optionally ``scheduler``, ``command``, ``code_version``,
+            ``ray_address``): plain data, created when ``fit()`` starts.
+        scheduler: the name stored as the stop reason of trials the scheduler stopped.
         param_keys: flattened config keys to store as the trial's params (the searched ones);
             default: the whole config, made JSON-safe.
+        num_samples: trials the sweep means to run; fewer at the end means it was interrupted.
         spill_dir: where rows go while PostgreSQL is unavailable (default: the state dir).
         flush_timeout_s: how long the end of the experiment waits for buffered rows.
     """
@@ -70,27 +85,27 @@ class PostgresCallback(Callback):
         self,
         *,
         db_url: str,
-        sweep_id: int,
-        metric: str,
-        mode: str,
-        max_env_steps: int,
-        stopper: StopReasonSource | None = None,
+        sweep: Mapping[str, Any],
+        scheduler: str = "asha",
         param_keys: Sequence[str] | None = None,
+        num_samples: int | None = None,
         spill_dir: Path | None = None,
         flush_timeout_s: float = 60.0,
     ) -> None:
         validate_db_url(db_url)
-        if mode not in ("max", "min"):
-            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+        if sweep.get("mode") not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {sweep.get('mode')!r}")
         self._db_url, self._password = split_password(db_url)
-        self.sweep_id = sweep_id
-        self.metric = metric
-        self.mode = mode
-        self.max_env_steps = max_env_steps
-        self.stopper = stopper
+        self.sweep = dict(sweep)
+        self.metric = sweep["metric"]
+        self.mode = sweep["mode"]
+        self.scheduler = scheduler
         self.param_keys = tuple(param_keys) if param_keys is not None else None
+        self.num_samples = num_samples
         self.spill_dir = spill_dir
         self.flush_timeout_s = flush_timeout_s
+        self.sweep_id: int | None = None
+        self.lost_rows = 0
         self._store: ResultsStore | None = None
         self._trials: dict[str, _TrialProgress] = {}
         self._restarted: set[str] = set()
@@ -105,18 +120,15 @@ class PostgresCallback(Callback):
     # -- Tune hooks ------------------------------------------------------------------------
 
     def setup(self, **info: Any) -> None:
-        """Open the store; a password not in memory comes from PGPASSWORD / ~/.pgpass."""
+        """Create the sweep row (reopen it on restore) and open the store."""
         if self._store is not None:
             self._store.close(self.flush_timeout_s)
-        self._store = ResultsStore(
-            self._db_url,
-            sweep_id=self.sweep_id,
-            password=self._password,
-            spill_dir=self.spill_dir,
-        )
+        self._store = ResultsStore(self._db_url, password=self._password, spill_dir=self.spill_dir)
+        self.sweep_id = self._store.start_sweep(**self.sweep, resume=self.sweep_id is not None)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._restarted.add(trial.trial_id)
+        self._progress(trial.trial_id)
         self._require_store().upsert_trial(
             trial.trial_id,
             params=self._params(trial.config),
@@ -134,65 +146,67 @@ class PostgresCallback(Callback):
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:
         """Pop the episode list out of ``result`` and write the iteration and its episodes."""
-        raw_episodes = result.pop(EPISODES_KEY, None)
-        episodes = None if raw_episodes is None else normalize_episodes(raw_episodes)
-        row = iteration_row(result, episodes, metric=self.metric)
+        episodes = result.pop(EPISODES_KEY, None) or []
+        row = iteration_row(result, metric=self.metric)
         progress = self._progress(trial.trial_id)
-        progress.last_metric = row["metric"]
         if _better(row["metric"], progress.best_metric, self.mode):
             progress.best_metric = row["metric"]
         if row["env_steps_lifetime"] is not None:
             progress.last_env_steps = row["env_steps_lifetime"]
 
         store = self._require_store()
-        if trial.trial_id in self._restarted and row["training_iteration"] is not None:
+        if trial.trial_id in self._restarted:
             # First result since (re)start: a trial restored from an older checkpoint (or
             # restarted from scratch) replays iterations whose rows an earlier run wrote.
             self._restarted.discard(trial.trial_id)
             store.rewind_trial(trial.trial_id, row["training_iteration"])
+        self._note_best_checkpoint(trial)
         store.upsert_trial(
             trial.trial_id,
             last_env_steps=progress.last_env_steps,
             best_metric=progress.best_metric,
+            best_checkpoint=progress.best_checkpoint,
             node_ip=row["node_ip"],
         )
         store.write_iteration(trial.trial_id, row)
-        store.write_episodes(trial.trial_id, row["training_iteration"], episodes or [])
-
-    def on_checkpoint(
-        self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any
-    ) -> None:
-        """Keep the checkpoint if the metric when it was saved is the trial's best so far.
-
-        Tune saves after processing the result of the same iteration, so the last metric seen is
-        the checkpoint's. A checkpoint saved before any metric is kept until a scored one comes.
-        """
-        progress = self._progress(trial.trial_id)
-        metric = progress.last_metric
-        if progress.best_checkpoint is None or _better(
-            metric, progress.best_checkpoint_metric, self.mode
-        ):
-            progress.best_checkpoint = checkpoint.path
-            progress.best_checkpoint_metric = metric
-            self._require_store().upsert_trial(trial.trial_id, best_checkpoint=checkpoint.path)
+        store.write_episodes(trial.trial_id, episodes)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        # Tune calls this while the trial still says RUNNING, so the reason is ours to work out.
-        self._finish(trial, status="terminated", stop_reason=self._stop_reason(trial), error=None)
+        # Tune calls this while the trial still says RUNNING; its last result says why it ended.
+        reason = stop_reason(trial.last_result, scheduler=self.scheduler)
+        self._finish(trial, status="terminated", stop_reason=reason, error=None)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._finish(trial, status="error", stop_reason="error", error=_error_text(trial))
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        """Wait for buffered rows (up to ``flush_timeout_s``) and close the connection."""
-        if self._store is not None:
-            self._store.close(self.flush_timeout_s)
-            self._store = None
+        """Record how the sweep ended, wait for buffered rows (up to ``flush_timeout_s``)."""
+        if self._store is None:
+            return
+        unfinished = [t for t in trials if str(t.status) not in _FINISHED]
+        for trial in unfinished:
+            if trial.trial_id in self._trials:  # started; a PENDING one never got a row
+                self._finish(trial, status="interrupted", stop_reason="interrupted", error=None)
+        errored = sum(str(t.status) == "ERROR" for t in trials)
+        if unfinished or (self.num_samples is not None and len(trials) < self.num_samples):
+            status = "interrupted"
+        elif trials and errored == len(trials):
+            status = "failed"
+        else:
+            status = "finished"
+        self._store.finish_sweep(status)
+        self._store.close(self.flush_timeout_s)
+        self.lost_rows = self._store.lost_rows
+        self._store = None
 
     def get_state(self) -> dict[str, Any]:
-        return {"trials": {trial_id: asdict(p) for trial_id, p in self._trials.items()}}
+        return {
+            "sweep_id": self.sweep_id,
+            "trials": {trial_id: asdict(p) for trial_id, p in self._trials.items()},
+        }
 
     def set_state(self, state: dict[str, Any]) -> None:
+        self.sweep_id = state.get("sweep_id")
         self._trials = {
             trial_id: _TrialProgress(**fields) for trial_id, fields in state["trials"].items()
         }
@@ -212,17 +226,12 @@ class PostgresCallback(Callback):
             return dict(config)
         return {key: lookup(config, key) for key in self.param_keys}
 
-    def _stop_reason(self, trial: Any) -> str:
-        if self.stopper is not None:
-            reason = self.stopper.stop_reason(trial.trial_id)
-            if reason:
-                return reason
-        steps = self._progress(trial.trial_id).last_env_steps
-        if steps is not None and steps >= self.max_env_steps:
-            return "completed"
-        return "asha"
+    def _note_best_checkpoint(self, trial: Any) -> None:
+        if getattr(trial, "run_metadata", None) is not None:
+            self._progress(trial.trial_id).best_checkpoint = tune_best_checkpoint(trial)
 
     def _finish(self, trial: Any, *, status: str, stop_reason: str, error: str | None) -> None:
+        self._note_best_checkpoint(trial)
         progress = self._progress(trial.trial_id)
         self._require_store().upsert_trial(
             trial.trial_id,

@@ -1,4 +1,4 @@
-"""W&B logging for sweeps: Ray's ``WandbLoggerCallback`` with two fixes.
+"""W&B logging for sweeps: Ray's ``WandbLoggerCallback`` with four fixes.
 
 - Memory. Ray's callback hands each trial's config to a logging actor and every result to a
   queue actor. An RLlib config holds classes and str-enums, and a result carries that config,
@@ -8,8 +8,16 @@
 - Complete offline runs. Tune syncs the experiment to storage for the last time *before* it lets
   this callback wait for the logging actors to finish, so the W&B files under the storage path
   could miss their last records. Once they finish, the W&B folders are copied again.
+- One Ctrl-C stops. Ray's callback ends a trial's logging actor only from ``on_trial_complete`` /
+  ``on_trial_error``; an interrupted sweep's trials get neither, and ``on_experiment_end`` then
+  waited ``upload_timeout`` (1,800 s) for actors that were never told to stop. Here every trial
+  still logging is told to end first, and the wait is bounded.
+- No process-wide ``WANDB_MODE``. Ray skips its API-key check only when the driver's environment
+  says offline/disabled; here ``mode="offline"``/``"disabled"`` skips it without touching
+  ``os.environ``.
 """
 
+import contextlib
 import enum
 from pathlib import Path
 from typing import Any
@@ -17,7 +25,7 @@ from typing import Any
 import pyarrow.fs
 from ray.air.integrations.wandb import WandbLoggerCallback
 
-from callbacks.store.rows import EPISODES_KEY
+from callbacks.records import EPISODES_KEY
 
 __all__ = ["MarioWandbLoggerCallback", "plain"]
 
@@ -52,6 +60,27 @@ def plain(value: Any) -> Any:
 class MarioWandbLoggerCallback(WandbLoggerCallback):
     """One W&B run per trial, as Ray's callback, without torch in its helper actors."""
 
+    UPLOAD_TIMEOUT_S = 120
+    """How long the experiment's end waits for logging actors (offline runs finish in seconds)."""
+
+    def __init__(self, *, project: str, group: str, mode: str, **kwargs):
+        kwargs.setdefault("upload_timeout", self.UPLOAD_TIMEOUT_S)
+        super().__init__(project=project, group=group, mode=mode, **kwargs)
+        self._ended: set[str] = set()
+
+    def setup(self, *args, **kwargs):
+        if self.kwargs.get("mode") in ("offline", "disabled"):
+            return  # nothing to authenticate; project and group are given
+        super().setup(*args, **kwargs)
+
+    def log_trial_start(self, trial):
+        self._ended.discard(trial.trial_id)  # a restarted trial logs again
+        super().log_trial_start(trial)
+
+    def log_trial_end(self, trial, failed: bool = False):
+        self._ended.add(trial.trial_id)
+        super().log_trial_end(trial, failed=failed)
+
     def _start_logging_actor(self, trial, exclude_results, **wandb_init_kwargs):
         wandb_init_kwargs["config"] = plain(wandb_init_kwargs.get("config") or {})
         super()._start_logging_actor(trial, exclude_results, **wandb_init_kwargs)
@@ -60,7 +89,16 @@ class MarioWandbLoggerCallback(WandbLoggerCallback):
         kept = {key: value for key, value in result.items() if key not in RESULT_KEYS_KEPT_OUT}
         super().log_trial_result(iteration, trial, kept)
 
+    def __del__(self):
+        # Ray's __del__ calls ray.is_initialized(), which fails once the interpreter has torn
+        # the module down; our on_experiment_end has cleaned up the actors by then anyway.
+        with contextlib.suppress(AttributeError, TypeError):
+            super().__del__()
+
     def on_experiment_end(self, trials, **info):
+        for trial in list(self._trial_logging_actors):
+            if trial.trial_id not in self._ended:  # interrupted: never completed nor errored
+                self.log_trial_end(trial, failed=False)
         super().on_experiment_end(trials, **info)  # waits for every logging actor to finish
         for trial in trials:
             local = Path(trial.local_path) / "wandb"

@@ -22,7 +22,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from callbacks.store.errors import StoreError
-from callbacks.store.urls import split_password, validate_db_url
+from callbacks.store.connection import split_password, validate_db_url
 
 __all__ = ["pgpass_line", "main"]
 

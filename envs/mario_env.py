@@ -34,13 +34,14 @@ __all__ = ["EPISODE_FACTS", "MarioEnv"]
 
 # The facts every step's info carries, so the episode recorder and the store treat all four games
 # alike. Games that lack one report None (SMB2 USA has no clock, score or flag; SMB3 no coins).
+# The ones stored per episode have their column's name (callbacks.records.EPISODE_FACT_COLUMNS).
 EPISODE_FACTS = (
     "x_pos",
     "x_pos_max",
     "flag_get",
     "score",
     "coins",
-    "time",
+    "time_left",
     "world",
     "stage",
     "life",
@@ -132,7 +133,7 @@ class MarioEnv(gym.Env):
             "flag_get": bool(info.get("flag_get", info["clear"])),
             "score": int(info["score"]) if "score" in info else None,
             "coins": int(info["coins"]) if "coins" in info else None,
-            "time": int(info["time"]) if "time" in info else None,
+            "time_left": int(info["time"]) if "time" in info else None,
             "world": int(info["world"]),
             "stage": int(info["stage"]),
             "life": int(info["life"]),

@@ -21,8 +21,8 @@ COMMON = {
     "asha": Asha(grace_period=500_000),
 }
 SWEEPS = [
-    Sweep(name="dqn_vs_ppo-ppo", algo="PPO", smoke=PPO_SMOKE, **COMMON),
-    Sweep(name="dqn_vs_ppo-dqn", algo="DQN", smoke=DQN_SMOKE, **COMMON),
+    Sweep(name="dqn_vs_ppo", algo="PPO", smoke=PPO_SMOKE, **COMMON),
+    Sweep(name="dqn_vs_ppo", algo="DQN", smoke=DQN_SMOKE, **COMMON),
 ]
 
 if __name__ == "__main__":

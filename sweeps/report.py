@@ -2,10 +2,7 @@
 
 import json
 
-import psycopg2
-
-from callbacks.store import split_password
-from callbacks.store.urls import libpq_url
+from callbacks.store import connect
 
 __all__ = ["LEADERBOARD_SQL", "comparison", "leaderboard", "leaderboard_rows"]
 
@@ -15,7 +12,8 @@ SELECT t.trial_id, t.params, t.best_metric, t.stop_reason, t.last_env_steps, t.b
        count(*) FILTER (WHERE e.flag_get) AS flags, count(e.episode_id) AS episodes
 FROM mario_sweeps.trials t
 LEFT JOIN mario_sweeps.episodes e ON e.sweep_id = t.sweep_id AND e.trial_id = t.trial_id
-WHERE t.sweep_id = %s
+JOIN mario_sweeps.sweeps s ON s.id = t.sweep_id
+WHERE s.name = %s
 GROUP BY t.sweep_id, t.trial_id
 ORDER BY t.best_metric {order} NULLS LAST, t.trial_id
 """
@@ -36,8 +34,7 @@ ORDER BY s.name
 
 
 def _query(db_url: str, sql: str, params: tuple) -> list[dict]:
-    url, password = split_password(db_url)
-    conn = psycopg2.connect(libpq_url(url), **({"password": password} if password else {}))
+    conn = connect(db_url)
     try:
         with conn.cursor() as cur:
             cur.execute(sql, params)
@@ -47,18 +44,25 @@ def _query(db_url: str, sql: str, params: tuple) -> list[dict]:
         conn.close()
 
 
-def leaderboard_rows(db_url: str, sweep_id: int, *, mode: str) -> list[dict]:
-    order = "DESC" if mode == "max" else "ASC"
-    return _query(db_url, LEADERBOARD_SQL.format(order=order), (sweep_id,))
+def leaderboard_rows(db_url: str, name: str) -> tuple[dict, list[dict]]:
+    """The sweep row (metric, mode, status) and its trials, best first."""
+    sweeps = _query(
+        db_url, "SELECT metric, mode, status FROM mario_sweeps.sweeps WHERE name = %s", (name,)
+    )
+    if not sweeps:
+        return {}, []
+    order = "DESC" if sweeps[0]["mode"] == "max" else "ASC"
+    return sweeps[0], _query(db_url, LEADERBOARD_SQL.format(order=order), (name,))
 
 
 def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def leaderboard(db_url: str, sweep_id: int, *, metric: str, mode: str) -> str:
+def leaderboard(db_url: str, name: str) -> str:
     """A table of the sweep's trials, best first, and the best checkpoint's path."""
-    rows = leaderboard_rows(db_url, sweep_id, mode=mode)
+    sweep, rows = leaderboard_rows(db_url, name)
+    metric = sweep.get("metric", "metric")
     header = (
         f"{'trial':<10} {'params':<44} {metric:>22} {'best return':>11} {'best x_pos':>10} "
         f"{'flags':>5} {'stop reason':>11} {'env steps':>10}"

@@ -1,21 +1,29 @@
-"""The shared sweep runner: CLI, validation, Ray, the results store, Optuna, ASHA, W&B, report.
+"""The shared sweep runner: every sweep file calls ``main(SWEEP)``; ``run`` reads in one screen.
 
-Every sweep file calls ``main(SWEEP)``. The order is deliberate:
+The order is deliberate, and it is the order of :func:`run`:
 
-1. parse and validate every flag, the env_config and the hyperparameters (no Ray, no database);
-2. open the results store (embedded PostgreSQL unless ``--db-url``) and check we can write;
-3. connect Ray (local with the dashboard on 127.0.0.1, or ``--address`` / ``RAY_ADDRESS``);
-4. create (or, with ``--resume``, reopen) the sweep row, run the Tuner, print the leaderboard.
+1. ``parse_options``: every flag, the env_config, the hyperparameters and the storage path are
+   checked (no Ray, no database): a bad value is one line and exit code 2;
+2. ``prepare_database``: connect, migrate the schema once, and check the sweep's name is free (or,
+   with ``--resume``, that there is a sweep to continue);
+3. ``connect_ray``: join ``--address`` (checked reachable first) or start a local Ray with the
+   dashboard on 127.0.0.1, and check the cluster has the resources the trials ask for;
+4. ``build_tuner``: pure builders — searcher, scheduler, stopper, callbacks — into a ``Tuner``;
+5. ``tuner.fit()``: only now is anything written: ``PostgresCallback.setup`` creates the sweep row;
+6. the leaderboard, read back from the database.
 
-So a bad flag, env option, hyperparameter or database URL fails in step 1 or 2 with one line and
-exit code 2, before Ray starts and before any row is written.
+So nothing is written (no sweep row, no Optuna study, no experiment directory) until Ray is
+connected and every input has been accepted.
 """
 
 import argparse
 import json
+import math
 import os
 import re
 import shlex
+import signal
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass, replace
@@ -25,23 +33,30 @@ from algos import CheckpointError, HParamError, Resources, dqn_config, ppo_confi
 from callbacks.collapse import SweepStopper
 from callbacks.episode_recorder import EpisodeRecorder
 from callbacks.store import (
-    ResultsStore,
     StoreError,
     default_state_dir,
     embedded_db_url,
+    find_sweep,
+    has_password,
     mask_url,
     prepare_database,
     resolve_db_url,
+    set_sweep_status,
     validate_db_url,
 )
 from envs import EnvConfigError, register_mario_env, validate_env_config
 from sweeps.spec import Sweep
 
-__all__ = ["SweepError", "Options", "parse_options", "main"]
+__all__ = ["Options", "SweepError", "build_tuner", "main", "parse_options", "run"]
 
 BUILDERS = {"PPO": ppo_config, "DQN": dqn_config}
 WANDB_MODES = ("offline", "online", "disabled")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+STORAGE_SCHEMES = ("s3", "gs", "gcs", "hdfs", "abfs", "abfss", "file")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+_ADDRESS = re.compile(r"auto|local|ray://[^\s/:]+:\d{1,5}|[^\s/:]+:\d{1,5}")
+MAX_ENV_STEPS = 10**12
+"""Far beyond any run (1M steps take a day here) and safe in PostgreSQL's bigint."""
+PASSWORD_ADVICE = "put database passwords in PGPASSWORD or ~/.pgpass, not in --db-url"
 
 
 class SweepError(ValueError):
@@ -68,6 +83,15 @@ class Options:
     gpus_per_learner: float
     env_config: dict
     hparams: dict
+    command: str
+    """The launch command rebuilt from the parsed options, password masked (stored on the row)."""
+
+    @property
+    def experiment_dir(self) -> str:
+        return f"{self.storage_path}/{self.name}"
+
+
+# -- 1. options ---------------------------------------------------------------------------------
 
 
 def _parser(sweep: Sweep) -> argparse.ArgumentParser:
@@ -75,12 +99,12 @@ def _parser(sweep: Sweep) -> argparse.ArgumentParser:
         prog=f"python sweeps/{sweep.name}.py",
         description=f"{sweep.algo} sweep '{sweep.name}' over {', '.join(sweep.search_space)} "
         f"(Optuna TPE + ASHA on env steps + collapse detection).",
+        epilog=f"Database passwords: {PASSWORD_ADVICE} (a command line is visible to every "
+        "local user and in the Ray dashboard's job list).",
     )
     p.add_argument("--num-samples", type=int, help=f"trials to run (default {sweep.num_samples})")
     p.add_argument(
-        "--max-env-steps",
-        type=int,
-        help=f"env-step budget per trial (default {sweep.max_env_steps})",
+        "--max-env-steps", type=int, help=f"env-step budget per trial (default {sweep.max_env_steps})"
     )
     p.add_argument(
         "--max-concurrent", type=int, help=f"trials at once (default {sweep.max_concurrent})"
@@ -88,13 +112,11 @@ def _parser(sweep: Sweep) -> argparse.ArgumentParser:
     p.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else local Ray)")
     p.add_argument(
         "--db-url",
-        help="PostgreSQL URL for results (default: MARIO_SWEEPS_DB_URL, else embedded PostgreSQL)",
+        help="PostgreSQL URL for results (default: MARIO_SWEEPS_DB_URL, else embedded "
+        f"PostgreSQL); {PASSWORD_ADVICE}",
     )
     p.add_argument("--wandb-project", default="mario-sweeps", help="W&B project")
-    p.add_argument(
-        "--wandb-mode",
-        help="offline (default without WANDB_API_KEY), online, or disabled",
-    )
+    p.add_argument("--wandb-mode", help="offline (default without WANDB_API_KEY), online, disabled")
     p.add_argument(
         "--name", help=f"sweep name: row, study and experiment dir (default {sweep.name})"
     )
@@ -115,20 +137,37 @@ def _parser(sweep: Sweep) -> argparse.ArgumentParser:
     return p
 
 
-def _positive(name: str, value: int | None, default: int) -> int:
+def _count(flag: str, value: int | None, default: int, *, high: int) -> int:
     if value is None:
         return default
-    if value < 1:
-        raise SweepError(f"{name} {value} is not allowed; allowed: an integer >= 1")
+    if not 1 <= value <= high:
+        raise SweepError(f"{flag} {value} is not allowed; allowed: an integer in [1, {high:,}]")
     return value
 
 
-def parse_options(sweep: Sweep, argv: list[str] | None = None) -> Options:
-    """Parse and validate the command line; raise ``SweepError`` with one line on bad input."""
-    args = _parser(sweep).parse_args(argv)
+def _strict_json(text: str, flag: str) -> object:
+    def reject(constant: str) -> None:
+        raise SweepError(f"{flag} {text!r} is not allowed: {constant} is not a finite number")
+
+    try:
+        return json.loads(text, parse_constant=reject)
+    except json.JSONDecodeError as err:
+        raise SweepError(f"{flag} {text!r} is not JSON ({err.msg})") from None
+
+
+def parse_options(
+    sweep: Sweep, argv: list[str] | None = None, *, name_suffix: str = ""
+) -> Options:
+    """Parse and validate the command line; raise ``SweepError`` with one line on bad input.
+
+    ``name_suffix`` is appended to the sweep name (``sweeps/dqn_vs_ppo.py`` runs two sweeps).
+    Reads nothing but the arguments, the environment and the storage path; writes nothing.
+    """
+    parser = _parser(sweep)
+    args = parser.parse_args(argv)
     base = sweep.smoke if args.smoke else sweep
-    name = args.name or (f"{sweep.name}-smoke" if args.smoke else sweep.name)
-    if not _NAME.match(name):
+    name = (args.name or (f"{sweep.name}-smoke" if args.smoke else sweep.name)) + name_suffix
+    if not _NAME.fullmatch(name):
         raise SweepError(
             f"--name {name!r} is not allowed; allowed: 1-63 letters, digits, '_', '.', '-'"
         )
@@ -137,12 +176,17 @@ def parse_options(sweep: Sweep, argv: list[str] | None = None) -> Options:
         raise SweepError(
             f"--wandb-mode {wandb_mode!r} is not allowed; allowed: {', '.join(WANDB_MODES)}"
         )
-    if args.gpus_per_learner < 0:
+    if wandb_mode == "online" and not _wandb_logged_in():
         raise SweepError(
-            f"--gpus-per-learner {args.gpus_per_learner} is not allowed; allowed: >= 0"
+            "--wandb-mode online needs a W&B API key; allowed: set WANDB_API_KEY or run "
+            "`wandb login`, or use --wandb-mode offline"
+        )
+    if not math.isfinite(args.gpus_per_learner) or not 0 <= args.gpus_per_learner <= 64:
+        raise SweepError(
+            f"--gpus-per-learner {args.gpus_per_learner} is not allowed; allowed: 0..64"
         )
     address = args.address or os.environ.get("RAY_ADDRESS") or None
-    if address is not None and not re.match(r"^(auto|local|ray://[^\s/]+|[^\s/:]+:\d+)$", address):
+    if address is not None and not _ADDRESS.fullmatch(address):
         raise SweepError(
             f"--address {address!r} is not allowed; allowed: HOST:PORT, ray://HOST:PORT, or auto"
         )
@@ -154,10 +198,7 @@ def parse_options(sweep: Sweep, argv: list[str] | None = None) -> Options:
             raise SweepError(f"--db-url: {err}") from None
     env_config = {**sweep.env_config, **(sweep.smoke.env_config if args.smoke else {})}
     if args.env_config is not None:
-        try:
-            extra = json.loads(args.env_config)
-        except json.JSONDecodeError as err:
-            raise SweepError(f"--env-config {args.env_config!r} is not JSON ({err.msg})") from None
+        extra = _strict_json(args.env_config, "--env-config")
         if not isinstance(extra, dict):
             raise SweepError(
                 f"--env-config {args.env_config!r} is not allowed; allowed: a JSON object"
@@ -171,13 +212,16 @@ def parse_options(sweep: Sweep, argv: list[str] | None = None) -> Options:
         validate_env_config(env_config)
     except EnvConfigError as err:
         raise SweepError(str(err)) from None
-    hparams = {**sweep.hparams, **(sweep.smoke.hparams if args.smoke else {})}
     options = Options(
         sweep=sweep,
         name=name,
-        num_samples=_positive("--num-samples", args.num_samples, base.num_samples),
-        max_env_steps=_positive("--max-env-steps", args.max_env_steps, base.max_env_steps),
-        max_concurrent=_positive("--max-concurrent", args.max_concurrent, base.max_concurrent),
+        num_samples=_count("--num-samples", args.num_samples, base.num_samples, high=100_000),
+        max_env_steps=_count(
+            "--max-env-steps", args.max_env_steps, base.max_env_steps, high=MAX_ENV_STEPS
+        ),
+        max_concurrent=_count(
+            "--max-concurrent", args.max_concurrent, base.max_concurrent, high=10_000
+        ),
         address=address,
         db_url=db_url,
         wandb_project=args.wandb_project,
@@ -187,10 +231,11 @@ def parse_options(sweep: Sweep, argv: list[str] | None = None) -> Options:
         storage_path=_storage_path(args.storage_path),
         gpus_per_learner=args.gpus_per_learner,
         env_config=env_config,
-        hparams=hparams,
+        hparams={**sweep.hparams, **(sweep.smoke.hparams if args.smoke else {})},
+        command=_command(parser, args, prog=sys.argv[0] if argv is None else parser.prog),
     )
     algorithm_config(options)  # hyperparameters and search space checked here, before Ray
-    if options.resume and not _can_restore(f"{options.storage_path}/{name}"):
+    if options.resume and not _can_restore(options.experiment_dir):
         raise SweepError(
             f"--resume: no interrupted sweep {name!r} under {options.storage_path}; "
             "allowed: the --name of a sweep started before with the same --storage-path"
@@ -198,13 +243,57 @@ def parse_options(sweep: Sweep, argv: list[str] | None = None) -> Options:
     return options
 
 
+def _wandb_logged_in() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    import wandb
+
+    try:
+        return bool(wandb.Api(timeout=5).api_key)
+    except Exception:  # no key configured anywhere (wandb raises its own UsageError types)
+        return False
+
+
 def _storage_path(value: str | None) -> str:
-    """URIs stay as given; local paths become absolute (Tune needs that)."""
+    """URIs of a known scheme stay as given; local paths become absolute and must be writable."""
     if value is None:
-        return str(default_state_dir() / "ray_results")
-    if "://" in value:
+        value = str(default_state_dir() / "ray_results")
+    if not value.strip():
+        raise SweepError("--storage-path '' is not allowed; allowed: a directory or a URI")
+    scheme, sep, _ = value.partition("://")
+    if sep:
+        if scheme.lower() not in STORAGE_SCHEMES:
+            raise SweepError(
+                f"--storage-path {value!r} is not allowed; allowed: a local directory or a "
+                f"URI with scheme {', '.join(STORAGE_SCHEMES)}"
+            )
         return value
-    return str(Path(value).expanduser().resolve())
+    path = Path(value).expanduser().resolve()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise SweepError(f"--storage-path {value!r} is not allowed: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise SweepError(f"--storage-path {value!r} is not allowed: {existing} is not writable")
+    return str(path)
+
+
+def _command(parser: argparse.ArgumentParser, args: argparse.Namespace, *, prog: str) -> str:
+    """The launch command rebuilt from the *parsed* options, with any database password masked.
+
+    Rebuilding (rather than masking argv text) covers every spelling argparse accepts:
+    ``--db-url=...``, ``--db-url ...``, abbreviations such as ``--db ...``.
+    """
+    words = [sys.executable, prog]
+    for action in parser._actions:  # argparse's documented way to list a parser's options
+        value = getattr(args, action.dest, None)
+        if not action.option_strings or value is None or value == action.default:
+            continue
+        flag = action.option_strings[-1]
+        if isinstance(action, argparse._StoreTrueAction):
+            words.append(flag)
+        else:
+            words += [flag, mask_url(value) if action.dest == "db_url" else str(value)]
+    return shlex.join(words)
 
 
 def _can_restore(experiment: str) -> bool:
@@ -233,6 +322,195 @@ def algorithm_config(options: Options):
     return config.callbacks(EpisodeRecorder)
 
 
+# -- 2. database --------------------------------------------------------------------------------
+
+
+def check_database(options: Options, db_url: str) -> None:
+    """Migrate once and check the name: free for a new sweep, present for ``--resume``."""
+    try:
+        prepare_database(db_url)
+        existing = find_sweep(db_url, options.name)
+    except StoreError as err:
+        raise SweepError(str(err)) from None
+    if existing is not None and not options.resume:
+        raise SweepError(
+            f"a sweep named {options.name!r} already exists (id {existing['id']}, "
+            f"{existing['status']}, {existing['trials']} trials, started "
+            f"{existing['started_at']:%Y-%m-%d %H:%M}); continue it with --resume --name "
+            f"{options.name}, or pick a new --name"
+        )
+
+
+# -- 3. Ray -------------------------------------------------------------------------------------
+
+
+def connect_ray(options: Options) -> str:
+    """Join the cluster (checked reachable first) or start a local Ray; return the dashboard."""
+    import ray
+
+    runtime_env = {"env_vars": {"PYTHONWARNINGS": "ignore::DeprecationWarning"}}
+    if options.address not in (None, "auto", "local"):
+        _check_reachable(options.address)
+    if options.address is not None:
+        context = ray.init(address=options.address, runtime_env=runtime_env)
+    else:
+        context = ray.init(
+            include_dashboard=True, dashboard_host="127.0.0.1", runtime_env=runtime_env
+        )
+    gpus = ray.cluster_resources().get("GPU", 0)
+    if options.gpus_per_learner > gpus:
+        ray.shutdown()
+        raise SweepError(
+            f"--gpus-per-learner {options.gpus_per_learner:g} is not allowed: the Ray cluster "
+            f"has {gpus:g} GPUs; allowed: 0 here, or a cluster with a GPU node"
+        )
+    return f"http://{context.dashboard_url}" if context.dashboard_url else "(dashboard not running)"
+
+
+def _check_reachable(address: str, timeout_s: float = 10.0) -> None:
+    """Fail in seconds where ``ray.init`` would retry an unreachable GCS for minutes."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as err:
+        raise SweepError(
+            f"--address {address!r} is not reachable ({err.strerror or err}); allowed: the "
+            "address of a running Ray head (ray start --head prints it)"
+        ) from None
+
+
+# -- 4. the Tuner -------------------------------------------------------------------------------
+
+
+def build_tuner(options: Options, db_url: str):
+    """The Tuner for a new or restored sweep: searcher, scheduler, stopper and callbacks."""
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
+
+    sweep = options.sweep
+    config = algorithm_config(options)
+    stopper = SweepStopper(
+        metric=sweep.metric,
+        mode=sweep.mode,
+        max_env_steps=options.max_env_steps,
+        collapse=sweep.collapse,
+    )
+    if options.resume:
+        # Tune restores the searcher, scheduler, stopper and callbacks it pickled at the start.
+        return tune.Tuner.restore(
+            options.experiment_dir,
+            trainable=config.algo_class,
+            param_space=config,
+            resume_unfinished=True,
+            restart_errored=True,
+        )
+    from sweeps.search import asha_scheduler, optuna_searcher
+
+    asha = (sweep.smoke.asha if options.smoke else sweep.asha).within(options.max_env_steps)
+    searcher = optuna_searcher(
+        db_url=db_url,
+        study_name=f"mario-sweeps/{options.name}",
+        metric=sweep.metric,
+        mode=sweep.mode,
+        seed=sweep.seed,
+        points_to_evaluate=sweep.points_to_evaluate,
+    )
+    return tune.Tuner(
+        config.algo_class,
+        param_space=config,
+        tune_config=tune.TuneConfig(
+            search_alg=ConcurrencyLimiter(searcher, max_concurrent=options.max_concurrent),
+            scheduler=asha_scheduler(
+                metric=sweep.metric,
+                mode=sweep.mode,
+                max_env_steps=options.max_env_steps,
+                grace_period=asha.grace_period,
+                reduction_factor=asha.reduction_factor,
+            ),
+            num_samples=options.num_samples,
+            trial_dirname_creator=_trial_dirname,
+        ),
+        run_config=tune.RunConfig(
+            name=options.name,
+            storage_path=options.storage_path,
+            stop=stopper,
+            callbacks=build_callbacks(options, db_url, scheduler=vars(asha)),
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=2,
+                checkpoint_score_attribute=sweep.metric,
+                checkpoint_score_order=sweep.mode,
+                checkpoint_frequency=sweep.checkpoint_every,
+                checkpoint_at_end=True,
+            ),
+            failure_config=tune.FailureConfig(max_failures=1),
+            progress_reporter=progress_reporter(options),
+            verbose=1,
+        ),
+    )
+
+
+def build_callbacks(options: Options, db_url: str, *, scheduler: dict) -> list:
+    """PostgresCallback first (it pops the episode list), then W&B."""
+    from callbacks.postgres_callback import PostgresCallback
+    from callbacks.store.tables import json_safe
+    from callbacks.wandb_logger import MarioWandbLoggerCallback
+
+    sweep = options.sweep
+    callbacks = [
+        PostgresCallback(
+            db_url=db_url,
+            sweep={
+                "name": options.name,
+                "algo": sweep.algo,
+                "search_space": json_safe(sweep.search_space),
+                "metric": sweep.metric,
+                "mode": sweep.mode,
+                "scheduler": {
+                    "type": "ASHA",
+                    "time_attr": "num_env_steps_sampled_lifetime",
+                    "max_t": options.max_env_steps,
+                    **scheduler,
+                    "collapse": vars(sweep.collapse),
+                },
+                "command": options.command,
+                "code_version": _code_version(),
+                "ray_address": options.address or "local",
+            },
+            param_keys=list(sweep.search_space),
+            num_samples=options.num_samples,
+        )
+    ]
+    if options.wandb_mode != "disabled":
+        callbacks.append(
+            MarioWandbLoggerCallback(
+                project=options.wandb_project, group=options.name, mode=options.wandb_mode
+            )
+        )
+    return callbacks
+
+
+def progress_reporter(options: Options):
+    """The console table: our metric, best x_pos, flags, episodes, env steps, searched params."""
+    from ray.tune import CLIReporter
+
+    return CLIReporter(
+        metric_columns={
+            options.sweep.metric: "metric",
+            "mario/x_pos_max": "x_pos max",
+            "mario/flags": "flags",
+            "mario/episodes": "episodes",
+            "num_env_steps_sampled_lifetime": "env steps",
+        },
+        parameter_columns=list(options.sweep.search_space),
+        max_report_frequency=30,
+    )
+
+
+def _trial_dirname(trial) -> str:
+    """Short trial directory names (names derived from an AlgorithmConfig are huge)."""
+    return f"{trial.trainable_name}_{trial.trial_id}"
+
+
 def _code_version() -> str | None:
     try:
         out = subprocess.run(
@@ -247,214 +525,80 @@ def _code_version() -> str | None:
     return out.stdout.strip() or None
 
 
-def _trial_dirname(trial) -> str:
-    """Short trial directory names (names derived from an AlgorithmConfig are huge)."""
-    return f"{trial.trainable_name}_{trial.trial_id}"
-
-
-def _safe_command() -> str:
-    """The launch command as stored on the sweep row, with any database password masked."""
-    args = []
-    for arg in [sys.executable, *sys.argv]:
-        if arg.startswith("--db-url="):
-            arg = "--db-url=" + mask_url(arg.removeprefix("--db-url="))
-        elif arg.startswith("postgres"):
-            arg = mask_url(arg)
-        args.append(arg)
-    return shlex.join(args)
-
-
-def _connect_ray(options: Options) -> str:
-    """Join the cluster or start a local Ray; return the dashboard URL."""
-    import ray
-
-    runtime_env = {"env_vars": {"PYTHONWARNINGS": "ignore::DeprecationWarning"}}
-    if options.address is not None:
-        context = ray.init(address=options.address, runtime_env=runtime_env)
-    else:
-        context = ray.init(
-            include_dashboard=True,
-            dashboard_host="127.0.0.1",
-            runtime_env=runtime_env,
-        )
-    return f"http://{context.dashboard_url}" if context.dashboard_url else "(dashboard not running)"
+# -- the whole sweep ----------------------------------------------------------------------------
 
 
 def run(options: Options) -> int:
     """Run (or resume) the sweep; return the process exit code."""
-    from ray import tune
-    from ray.tune.search import ConcurrencyLimiter
+    import ray
 
-    from callbacks.postgres_callback import PostgresCallback
-    from callbacks.wandb_logger import MarioWandbLoggerCallback
     from sweeps.report import leaderboard
-    from sweeps.search import asha_scheduler, optuna_searcher
 
-    sweep = options.sweep
     db_url = options.db_url or embedded_db_url()
+    check_database(options, db_url)
+    if has_password(db_url):
+        print(f"warning: the database URL carries a password ({mask_url(db_url)}); "
+              f"{PASSWORD_ADVICE}", file=sys.stderr)
+    register_mario_env()
+    dashboard = connect_ray(options)
     try:
-        prepare_database(db_url)
-    except StoreError as err:
-        raise SweepError(str(err)) from None
-    # WandbLoggerCallback skips its API-key check only when the driver's environment says
-    # offline/disabled; this process is the sweep's driver, so setting it here is scoped to us.
-    os.environ["WANDB_MODE"] = options.wandb_mode
-    config = algorithm_config(options)
-    experiment_dir = f"{options.storage_path}/{options.name}"
-    store = ResultsStore(db_url)
-    stopper = SweepStopper(
-        metric=sweep.metric,
-        mode=sweep.mode,
-        max_env_steps=options.max_env_steps,
-        drop_fraction=sweep.collapse.drop_fraction,
-        window=sweep.collapse.window,
-        min_peak=sweep.collapse.min_peak,
-        grace_env_steps=sweep.collapse.grace_env_steps,
-    )
-    asha = (sweep.smoke.asha if options.smoke else sweep.asha).within(options.max_env_steps)
-    try:
-        sweep_id = store.start_sweep(
-            name=options.name,
-            algo=sweep.algo,
-            search_space={k: str(v) for k, v in sweep.search_space.items()},
-            metric=sweep.metric,
-            mode=sweep.mode,
-            scheduler={
-                "type": "ASHA",
-                "time_attr": "num_env_steps_sampled_lifetime",
-                "max_t": options.max_env_steps,
-                "grace_period": asha.grace_period,
-                "reduction_factor": asha.reduction_factor,
-                "collapse": vars(sweep.collapse),
-            },
-            command=_safe_command(),
-            code_version=_code_version(),
-            ray_address=options.address or "local",
-            resume=options.resume,
-        )
-    except StoreError as err:  # e.g. the name exists and --resume was not given
-        store.close()
-        raise SweepError(str(err)) from None
-    try:
-        register_mario_env()
-        dashboard = _connect_ray(options)
-        print(
-            f"sweep       {options.name} ({sweep.algo}, {options.num_samples} trials, "
-            f"{options.max_env_steps:,} env steps each)"
-        )
-        print(f"dashboard   {dashboard}")
-        print(f"database    {mask_url(db_url)}")
-        print(
-            f"w&b         {options.wandb_mode}, project {options.wandb_project}, run files in "
-            f"{experiment_dir}/<trial>/wandb"
-            + (" (sync: wandb sync <dir>)" if options.wandb_mode == "offline" else "")
-        )
-        callbacks = [
-            PostgresCallback(
-                db_url=db_url,
-                sweep_id=sweep_id,
-                metric=sweep.metric,
-                mode=sweep.mode,
-                max_env_steps=options.max_env_steps,
-                stopper=stopper,
-                param_keys=list(sweep.search_space),
-            )
-        ]
-        if options.wandb_mode != "disabled":
-            callbacks.append(
-                MarioWandbLoggerCallback(
-                    project=options.wandb_project, group=options.name, mode=options.wandb_mode
-                )
-            )
-        run_config = tune.RunConfig(
-            name=options.name,
-            storage_path=options.storage_path,
-            stop=stopper,
-            callbacks=callbacks,
-            checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=2,
-                checkpoint_score_attribute=sweep.metric,
-                checkpoint_score_order=sweep.mode,
-                checkpoint_frequency=sweep.checkpoint_every,
-                checkpoint_at_end=True,
-            ),
-            failure_config=tune.FailureConfig(max_failures=1),
-            verbose=1,
-        )
-        trainable_class = config.algo_class
-        if options.resume:
-            tuner = tune.Tuner.restore(
-                experiment_dir,
-                trainable=trainable_class,
-                param_space=config,
-                resume_unfinished=True,
-                restart_errored=True,
-            )
-        else:
-            searcher = optuna_searcher(
-                db_url=db_url,
-                study_name=f"mario-sweeps/{options.name}",
-                metric=sweep.metric,
-                mode=sweep.mode,
-                seed=sweep.seed,
-                points_to_evaluate=sweep.points_to_evaluate,
-            )
-            tuner = tune.Tuner(
-                trainable_class,
-                param_space=config,
-                tune_config=tune.TuneConfig(
-                    search_alg=ConcurrencyLimiter(searcher, max_concurrent=options.max_concurrent),
-                    scheduler=asha_scheduler(
-                        metric=sweep.metric,
-                        mode=sweep.mode,
-                        max_env_steps=options.max_env_steps,
-                        grace_period=asha.grace_period,
-                        reduction_factor=asha.reduction_factor,
-                    ),
-                    num_samples=options.num_samples,
-                    trial_dirname_creator=_trial_dirname,
-                ),
-                run_config=run_config,
-            )
-        results = tuner.fit()
-        errors = sum(1 for r in results if r.error is not None)
-        store.finish_sweep("failed" if errors == len(results) else "finished")
-        print(leaderboard(db_url, sweep_id, metric=sweep.metric, mode=sweep.mode))
-        return 1 if errors == len(results) and errors else 0
-    except KeyboardInterrupt:
-        store.finish_sweep("interrupted")
-        print(f"interrupted: resume with --resume --name {options.name}", file=sys.stderr)
+        tuner = build_tuner(options, db_url)
+        _print_header(options, dashboard, db_url)
+        signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+        try:
+            results = tuner.fit()  # one Ctrl-C (or SIGTERM) ends it gracefully
+        except Exception:
+            set_sweep_status(db_url, options.name, "failed")
+            raise
+        print(leaderboard(db_url, options.name))
+        sweep = find_sweep(db_url, options.name)
+        if sweep is not None and sweep["status"] == "interrupted":
+            print(f"interrupted: continue with --resume --name {options.name}", file=sys.stderr)
+            return 130
+        return 1 if results.num_errors and results.num_errors == len(results) else 0
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before Tune took over
+        set_sweep_status(db_url, options.name, "interrupted")
+        print(f"interrupted: continue with --resume --name {options.name}", file=sys.stderr)
         return 130
-    except BaseException:
-        store.finish_sweep("failed")
-        raise
     finally:
-        store.close()
-        import ray
-
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         ray.shutdown()  # each sweep of sweeps/dqn_vs_ppo.py gets its own Ray session
+
+
+def _print_header(options: Options, dashboard: str, db_url: str) -> None:
+    wandb = f"{options.wandb_mode}, project {options.wandb_project}"
+    if options.wandb_mode != "disabled":
+        wandb += f", run files in {options.experiment_dir}/<trial>/wandb"
+    print(
+        f"sweep       {options.name} ({options.sweep.algo}, {options.num_samples} trials, "
+        f"{options.max_env_steps:,} env steps each)\n"
+        f"dashboard   {dashboard}\n"
+        f"database    {mask_url(db_url)}\n"
+        f"w&b         {wandb}"
+        + (" (sync: wandb sync <dir>)" if options.wandb_mode == "offline" else "")
+    )
 
 
 def compare(sweeps: list[Sweep], argv: list[str] | None = None) -> int:
     """Run several sweeps with the same flags, one after the other, then compare them.
 
-    ``--name`` becomes a prefix: sweep ``x-ppo`` runs as ``<name>-ppo``.
+    Each runs as ``<name>-<algo>`` (``dqn_vs_ppo-ppo``). Every sweep's options and name are
+    checked before the first one starts.
     """
     from sweeps.report import comparison
 
     try:
-        runs = []
-        for sweep in sweeps:
-            options = parse_options(sweep, argv)
-            suffix = sweep.name.rsplit("-", 1)[-1]
-            if options.name not in (sweep.name, f"{sweep.name}-smoke"):
-                options = replace(options, name=f"{options.name}-{suffix}")
-            runs.append(options)
+        runs = [
+            parse_options(sweep, argv, name_suffix=f"-{sweep.algo.lower()}")
+            for sweep in sweeps
+        ]
+        db_url = runs[0].db_url or embedded_db_url()
+        for options in runs:
+            check_database(options, db_url)
         for options in runs:
             code = run(options)
             if code != 0:
                 return code
-        db_url = runs[0].db_url or embedded_db_url()
         print(comparison(db_url, [o.name for o in runs], metric=sweeps[0].metric))
         return 0
     except (SweepError, CheckpointError, StoreError) as err:

@@ -4,8 +4,8 @@ Two Optuna/Tune seams need care (see shared/FIELD-NOTES.md):
 
 - ASHA-stopped trials would be told COMPLETE with their value at the stopping rung, mixing short-
   and full-budget values in TPE's model. ``MarioOptunaSearch`` tells them PRUNED instead; trials
-  that finished their budget or collapsed (``result["stop_reason"]``) are COMPLETE with their final
-  value — a collapse is a bad outcome TPE should learn from. An errored trial is FAIL.
+  that finished their budget or collapsed (their stop reason, see ``callbacks.collapse``) are
+  COMPLETE with their final value. An errored trial, or one whose value is NaN, is FAIL.
 - Known-good starting points are enqueued into the study once (``skip_if_exists``), not passed as
   ``points_to_evaluate``, which Tune re-enqueues on every restore.
 
@@ -17,15 +17,17 @@ import math
 
 import optuna
 from optuna.storages import RDBStorage
-from optuna.trial import TrialState
+from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
+from callbacks.collapse import stop_reason
 from callbacks.store import split_password, sqlalchemy_url
 
 __all__ = ["MarioOptunaSearch", "PasswordFreeRDBStorage", "asha_scheduler", "optuna_searcher"]
 
-TIME_ATTR = "num_env_steps_sampled_lifetime"
+COMPLETE_REASONS = ("completed", "collapse")
+"""Trials that ran their course (a collapse is a bad outcome TPE should learn from)."""
 
 
 class PasswordFreeRDBStorage(RDBStorage):
@@ -46,28 +48,22 @@ class PasswordFreeRDBStorage(RDBStorage):
 
 
 class MarioOptunaSearch(OptunaSearch):
-    """``OptunaSearch`` that tells ASHA stops PRUNED and never leaves a trial RUNNING."""
+    """``OptunaSearch`` that tells scheduler stops PRUNED and never leaves a trial RUNNING.
+
+    Only OptunaSearch's public hooks are used: it already reports every result as an intermediate
+    value and tells PRUNED when the final result lacks the metric, FAIL on error.
+    """
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
-        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
-            return
-        ot_trial = self._ot_trials[trial_id]
         value = None if result is None else result.get(self.metric)
-        reason = None if result is None else result.get("stop_reason")
-        if error:
-            state, value = TrialState.FAIL, None
-        elif value is None or (isinstance(value, float) and math.isnan(value)):
-            # A NaN left the Optuna trial RUNNING forever (a zombie TPE counts against us).
-            state, value = TrialState.FAIL, None
-        elif reason in ("completed", "collapse"):
-            state = TrialState.COMPLETE
+        if error or value is None or (isinstance(value, float) and not math.isfinite(value)):
+            # A NaN told as COMPLETE raises inside Optuna and left the trial RUNNING forever.
+            super().on_trial_complete(trial_id, None, error=True)
+        elif stop_reason(result) in COMPLETE_REASONS:
+            super().on_trial_complete(trial_id, result)
         else:
-            state = TrialState.PRUNED
-            if result.get(TIME_ATTR) is not None:
-                ot_trial.report(float(value), step=int(result[TIME_ATTR]))
-            value = None
-        self._ot_study.tell(ot_trial, value, state=state)
-        self._completed_trials.add(trial_id)
+            pruned = {k: v for k, v in result.items() if k != self.metric}
+            super().on_trial_complete(trial_id, pruned)
 
 
 def optuna_searcher(
@@ -103,7 +99,7 @@ def asha_scheduler(
 ) -> ASHAScheduler:
     """ASHA on lifetime env steps (RLlib reports no ``timesteps_total``)."""
     return ASHAScheduler(
-        time_attr=TIME_ATTR,
+        time_attr=NUM_ENV_STEPS_SAMPLED_LIFETIME,
         metric=metric,
         mode=mode,
         max_t=max_env_steps,

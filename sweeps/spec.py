@@ -7,6 +7,8 @@ A sweep file builds one ``Sweep`` and hands it to ``sweeps.runner.main``; every 
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from callbacks.collapse import Collapse
+
 __all__ = ["Asha", "Collapse", "DQN_SMOKE", "PPO_SMOKE", "Smoke", "Sweep"]
 
 
@@ -25,17 +27,6 @@ class Asha:
         20000
         """
         return replace(self, grace_period=min(self.grace_period, max_env_steps))
-
-
-@dataclass(frozen=True)
-class Collapse:
-    """Stop a trial whose smoothed metric stays ``drop_fraction`` below its own peak for
-    ``window`` consecutive iterations (after ``grace_env_steps``)."""
-
-    drop_fraction: float = 0.5
-    window: int = 5
-    grace_env_steps: int = 0
-    min_peak: float = 0.0
 
 
 @dataclass(frozen=True)

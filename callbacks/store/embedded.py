@@ -9,8 +9,9 @@ runs with ``psql "$(python -m callbacks.store.embedded)"``. Stop it with
 import os
 from pathlib import Path
 
-import psycopg2
 from psycopg2 import errors, sql
+
+from callbacks.store.connection import connect
 
 __all__ = ["DATABASE_NAME", "default_state_dir", "embedded_db_url"]
 
@@ -51,7 +52,7 @@ def embedded_db_url(state_dir: Path | None = None) -> str:
 
 
 def _ensure_database(admin_url: str, name: str) -> None:
-    conn = psycopg2.connect(admin_url)
+    conn = connect(admin_url)
     conn.autocommit = True  # CREATE DATABASE cannot run inside a transaction
     try:
         with conn.cursor() as cur:

@@ -10,8 +10,8 @@ edit a released one) and add a test that upgrades a database built at the previo
 
 import psycopg2
 
+from callbacks.store.connection import connect, connect_check, mask_url
 from callbacks.store.errors import StoreError, one_line
-from callbacks.store.urls import connect_check, libpq_url, mask_url
 
 __all__ = [
     "MIGRATIONS",
@@ -183,8 +183,7 @@ def prepare_database(url: str, *, password: str | None = None) -> int:
     Meant for the sweep runner's start, before Ray starts: every problem is a one-line StoreError.
     """
     connect_check(url, password=password)
-    kwargs = {"password": password} if password else {}
-    conn = psycopg2.connect(libpq_url(url), **kwargs)
+    conn = connect(url, password=password)
     try:
         return migrate(conn)
     except StoreError as exc:

@@ -1,0 +1,118 @@
+"""What env runners, the trial actor and the driver agree on: result keys and the episode record.
+
+This module imports nothing but the standard library, because every env runner on every node
+imports it: the episode recorder builds records here, the driver's store writes them unchanged.
+
+An episode's journey: ``MarioEnv.step`` puts the facts of :data:`EPISODE_FACT_COLUMNS` into every
+``info`` (already plain Python values); :class:`~callbacks.episode_recorder.EpisodeRecorder` adds
+who played it (:func:`episode_record`); the record travels in the training result under
+:data:`EPISODES_KEY`; ``PostgresCallback`` pops it and the store inserts it as one ``episodes``
+row, whose columns are :data:`EPISODE_COLUMNS`, the record's own fields.
+
+>>> lookup({"mario": {"x_pos_smoothed": 3.5}}, "mario/x_pos_smoothed")
+3.5
+>>> lookup({"mario/x_pos_smoothed": 3.5}, "mario/x_pos_smoothed")
+3.5
+"""
+
+from collections.abc import Mapping
+from typing import Any, TypedDict
+
+__all__ = [
+    "EPISODES_KEY",
+    "EPISODE_COLUMNS",
+    "EPISODE_FACT_COLUMNS",
+    "METRIC_PREFIX",
+    "STOP_REASON_KEY",
+    "STOP_REASONS",
+    "EpisodeRecord",
+    "episode_record",
+    "lookup",
+    "metric_key",
+]
+
+EPISODES_KEY = "mario_episodes"
+"""Where the iteration's finished episodes travel in a training result (popped on the driver)."""
+
+METRIC_PREFIX = "mario/"
+"""Our per-iteration metrics are flat top-level result keys ``mario/<name>``: Tune's checkpoint
+scoring looks its ``checkpoint_score_attribute`` up among the result's *top-level* keys, so a
+nested ``{"mario": {...}}`` silently scored every checkpoint alike and kept the newest ones."""
+
+STOP_REASON_KEY = "stop_reason"
+"""Written into the result that ends a trial by whoever stopped it (the sweep's stopper)."""
+
+STOP_REASONS = ("completed", "collapse", "asha", "pbt", "error", "interrupted")
+"""``completed``: budget used; ``collapse``: the collapse detector; ``asha``/``pbt``: the
+scheduler; ``error``: the trial failed; ``interrupted``: the sweep was stopped (Ctrl-C)."""
+
+
+def metric_key(name: str) -> str:
+    """The flat result key of one of our metrics, e.g. ``mario/x_pos_smoothed``."""
+    return METRIC_PREFIX + name
+
+
+class EpisodeRecord(TypedDict):
+    """One finished training episode; its fields are the ``episodes`` table's columns."""
+
+    episode_id: str
+    training_iteration: int | None
+    env_runner: int
+    env_index: int
+    episode_return: float
+    length: int
+    x_pos: int | None
+    x_pos_max: int | None
+    flag_get: bool
+    score: int | None
+    coins: int | None
+    time_left: int | None
+    world: int | None
+    stage: int | None
+    life: int | None
+    status: str | None
+    game: str | None
+    task_id: str | None
+
+
+EPISODE_COLUMNS: tuple[str, ...] = tuple(EpisodeRecord.__annotations__)
+_WHO = ("episode_id", "training_iteration", "env_runner", "env_index", "episode_return", "length")
+EPISODE_FACT_COLUMNS: tuple[str, ...] = tuple(c for c in EPISODE_COLUMNS if c not in _WHO)
+"""The columns taken as they are from the env's ``info`` (``MarioEnv`` names them so)."""
+
+
+def episode_record(
+    *, episode_id: str, env_runner: int, env_index: int, ret: float, length: int, info: Mapping
+) -> EpisodeRecord:
+    """The record of one episode from its terminal ``info`` and who played it.
+
+    ``training_iteration`` is filled in by the trial actor when the iteration's result is built.
+    """
+    record = {
+        "episode_id": episode_id,
+        "training_iteration": None,
+        "env_runner": int(env_runner),
+        "env_index": int(env_index),
+        "episode_return": float(ret),
+        "length": int(length),
+    }
+    record.update({column: _plain(info.get(column)) for column in EPISODE_FACT_COLUMNS})
+    record["flag_get"] = bool(record["flag_get"])
+    return record  # type: ignore[return-value]
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars as Python scalars: RLlib hands back episode infos as numpy values."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def lookup(result: Mapping[str, Any], key: str) -> Any:
+    """The value of a flattened Tune key (``"a/b/c"``) in a nested or already-flat dict."""
+    if key in result:
+        return result[key]
+    value: Any = result
+    for part in key.split("/"):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value

@@ -1,0 +1,377 @@
+"""``ResultsStore``: the one writer of a sweep's rows, over one connection and one outbox.
+
+Every database operation runs inside one context-managed transaction that commits, rolls back on
+error and turns psycopg2's errors into :class:`StoreError` (``StoreUnavailable`` when the server
+could not be reached or the connection broke). Sweep-row creation is synchronous (a sweep must not
+start without its row); every other write goes through the :class:`~callbacks.store.outbox.Outbox`,
+so an outage never stops training. The schema must be current: the runner calls
+:func:`~callbacks.store.schema.prepare_database` once, before Ray starts.
+
+On the driver exactly one ``ResultsStore`` writes for a sweep at a time: the ``PostgresCallback``'s,
+from Tune's ``setup`` to ``on_experiment_end``.
+"""
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+from psycopg2.extras import Json
+
+from callbacks.records import EpisodeRecord
+from callbacks.store.connection import CONNECT_TIMEOUT_S, connect, mask_url, split_password
+from callbacks.store.embedded import default_state_dir
+from callbacks.store.errors import StoreError, StoreUnavailable, one_line
+from callbacks.store.outbox import Op, Outbox
+from callbacks.store.tables import ITERATION_COLUMNS, TRIAL_COLUMNS, WRITERS, json_safe
+
+__all__ = ["SWEEP_STATUSES", "ResultsStore", "find_sweep", "set_sweep_status"]
+
+logger = logging.getLogger(__name__)
+
+SWEEP_STATUSES = ("running", "finished", "failed", "interrupted")
+
+# A write waiting on a lock, or a server that stopped answering, must not hold the Tune loop:
+# past these limits the write fails like an outage and its rows are buffered.
+_CONNECTION_OPTIONS = {
+    "connect_timeout": CONNECT_TIMEOUT_S,
+    "application_name": "mario-sweeps",
+    "options": "-c statement_timeout=20s",
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class ResultsStore:
+    """Writes one sweep's rows (sweep, trials, iterations, episodes) to PostgreSQL.
+
+    Use :meth:`start_sweep` to create or reopen a sweep, or pass ``sweep_id`` to write to one that
+    exists. ``db_url`` may carry a password; it is kept in memory only and every message shows the
+    URL masked. Call :meth:`close` at the end: it waits for buffered rows and says what is left.
+    """
+
+    def __init__(
+        self,
+        db_url: str,
+        *,
+        sweep_id: int | None = None,
+        password: str | None = None,
+        spill_dir: Path | None = None,
+        max_buffer_rows: int = 100_000,
+        retry_interval_s: float = 5.0,
+    ) -> None:
+        self._url, url_password = split_password(db_url)
+        self._password = password or url_password
+        self.masked_url = mask_url(db_url)
+        self._spill_dir = Path(spill_dir or default_state_dir() / "spill")
+        self._outbox_options = {
+            "max_buffer_rows": max_buffer_rows,
+            "retry_interval_s": retry_interval_s,
+        }
+        self._conn: Any = None
+        self._outbox: Outbox | None = None
+        self.sweep_id: int | None = None
+        if sweep_id is not None:
+            self._attach(sweep_id)
+
+    def __getstate__(self) -> None:
+        raise TypeError("a ResultsStore holds a live connection; create it where it is used")
+
+    def __enter__(self) -> "ResultsStore":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def outbox(self) -> Outbox:
+        if self._outbox is None:
+            raise RuntimeError("no sweep: call start_sweep() or pass sweep_id= first")
+        return self._outbox
+
+    @property
+    def spill_path(self) -> Path:
+        return self.outbox.spill_path
+
+    @property
+    def rejected_path(self) -> Path:
+        return self.outbox.rejected_path
+
+    @property
+    def pending_rows(self) -> int:
+        return self.outbox.pending_rows
+
+    @property
+    def rejected_rows(self) -> int:
+        return self.outbox.rejected_rows
+
+    @property
+    def lost_rows(self) -> int:
+        return self.outbox.lost_rows
+
+    # -- connection and transactions -------------------------------------------------------
+
+    def _connection(self) -> Any:
+        if self._conn is None or self._conn.closed:
+            try:
+                self._conn = connect(self._url, password=self._password, **_CONNECTION_OPTIONS)
+            except psycopg2.Error as exc:
+                raise StoreUnavailable(
+                    f"cannot connect to PostgreSQL at {self.masked_url}: {self._describe(exc)}"
+                ) from None
+        return self._conn
+
+    def _disconnect(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except psycopg2.Error:
+                pass  # already broken; we only want it gone
+            self._conn = None
+
+    def _describe(self, exc: BaseException) -> str:
+        return one_line(exc, secrets=(self._password,))
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Any]:
+        """One transaction: commit on success, roll back on any error, psycopg2 errors become
+        StoreUnavailable (connection-level) or StoreError (the statement was refused)."""
+        conn = self._connection()
+        try:
+            with conn.cursor() as cur:
+                yield cur
+            conn.commit()
+        except psycopg2.Error as exc:
+            self._rollback(conn)
+            if isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError):
+                self._disconnect()
+                raise StoreUnavailable(
+                    f"lost PostgreSQL at {self.masked_url}: {self._describe(exc)}"
+                ) from None
+            raise StoreError(
+                f"PostgreSQL at {self.masked_url} refused a write: {self._describe(exc)}"
+            ) from exc
+        except BaseException:
+            self._rollback(conn)
+            raise
+
+    def _rollback(self, conn: Any) -> None:
+        try:
+            conn.rollback()
+        except psycopg2.Error:
+            self._disconnect()
+
+    def _send(self, ops: list[Op]) -> None:
+        with self._transaction() as cur:
+            for op in ops:
+                WRITERS[op["kind"]](cur, op["rows"])
+
+    # -- the sweep row (synchronous: the caller must know at once) --------------------------
+
+    def start_sweep(
+        self,
+        *,
+        name: str,
+        algo: str,
+        search_space: Mapping[str, Any],
+        metric: str,
+        mode: str,
+        scheduler: Mapping[str, Any] | None = None,
+        command: str | None = None,
+        ray_address: str | None = None,
+        code_version: str | None = None,
+        resume: bool = False,
+    ) -> int:
+        """Create the sweep row and return its id.
+
+        With ``resume``, an existing sweep of that name is reused and set back to running;
+        without it, an existing name is an error. Raises StoreError (not buffered).
+        """
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+        with self._transaction() as cur:
+            cur.execute(
+                "INSERT INTO mario_sweeps.sweeps (name, algo, search_space, metric, mode,"
+                " scheduler, command, ray_address, code_version, status)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'running')"
+                " ON CONFLICT (name) DO NOTHING RETURNING id",
+                (
+                    name,
+                    algo,
+                    Json(json_safe(search_space)),
+                    metric,
+                    mode,
+                    Json(json_safe(scheduler)),
+                    command,
+                    ray_address,
+                    code_version,
+                ),
+            )
+            row = cur.fetchone()
+            if row is None and not resume:
+                raise StoreError(_taken_message(_sweep_info(cur, name)))
+            if row is None:
+                cur.execute(
+                    "UPDATE mario_sweeps.sweeps SET status = 'running', finished_at = NULL"
+                    " WHERE name = %s RETURNING id",
+                    (name,),
+                )
+                row = cur.fetchone()
+        self._attach(row[0])
+        return row[0]
+
+    def finish_sweep(self, status: str) -> None:
+        """Record the sweep's end: ``finished``, ``failed`` or ``interrupted`` (buffered)."""
+        if status not in SWEEP_STATUSES[1:]:
+            raise ValueError(f"sweep status must be one of {SWEEP_STATUSES[1:]}, got {status!r}")
+        row = {"sweep_id": self._require_sweep(), "status": status, "finished_at": _now()}
+        self.outbox.submit("sweep_status", [row])
+
+    # -- trials, iterations, episodes (buffered when PostgreSQL is away) --------------------
+
+    def upsert_trial(self, trial_id: str, **columns: Any) -> None:
+        """Insert the trial or update just the given columns (see ``TRIAL_COLUMNS``).
+
+        ``started_at`` keeps its first value; datetimes may be given as datetime objects.
+        """
+        unknown = set(columns) - set(TRIAL_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown trial columns {sorted(unknown)}; allowed: {TRIAL_COLUMNS}")
+        row = json_safe({"sweep_id": self._require_sweep(), "trial_id": trial_id, **columns})
+        self.outbox.submit("trials", [row])
+
+    def write_iteration(self, trial_id: str, row: Mapping[str, Any]) -> None:
+        """Upsert one ``iterations`` row, as built by :func:`callbacks.store.tables.iteration_row`."""
+        unknown = set(row) - set(ITERATION_COLUMNS)
+        if unknown or "training_iteration" not in row:
+            raise ValueError(
+                f"an iteration row needs training_iteration and only {ITERATION_COLUMNS}; "
+                f"unknown: {sorted(unknown)}"
+            )
+        full = {"sweep_id": self._require_sweep(), "trial_id": trial_id, **row}
+        self.outbox.submit("iterations", [full])
+
+    def rewind_trial(self, trial_id: str, from_iteration: int) -> None:
+        """Delete the trial's iterations and episodes from ``from_iteration`` on (buffered, in
+        order): a trial restored from an older checkpoint replays them with new episodes."""
+        row = {"sweep_id": self._require_sweep(), "trial_id": trial_id}
+        self.outbox.submit("rewind", [{**row, "from_iteration": int(from_iteration)}])
+
+    def write_episodes(self, trial_id: str, records: Sequence[EpisodeRecord]) -> None:
+        """Insert episode records as they are (their fields are the columns)."""
+        if not records:
+            return
+        sweep_id = self._require_sweep()
+        rows = [{"sweep_id": sweep_id, "trial_id": trial_id, **record} for record in records]
+        self.outbox.submit("episodes", rows)
+
+    # -- buffering ---------------------------------------------------------------------------
+
+    def flush(self, timeout_s: float = 30.0) -> int:
+        """Write everything buffered within ``timeout_s``; return the rows still unwritten."""
+        return self.outbox.flush(timeout_s)
+
+    def close(self, timeout_s: float = 60.0) -> int:
+        """Flush (for up to ``timeout_s``), then close the connection.
+
+        Rows that still could not be written stay in the spill file; they are written the next
+        time a ResultsStore writes for this sweep, e.g. when it is resumed. Returns their number.
+        """
+        left = self._outbox.close(timeout_s) if self._outbox is not None else 0
+        self._disconnect()
+        return left
+
+    def _require_sweep(self) -> int:
+        if self.sweep_id is None:
+            raise RuntimeError("no sweep: call start_sweep() or pass sweep_id= first")
+        return self.sweep_id
+
+    def _attach(self, sweep_id: int) -> None:
+        self.sweep_id = sweep_id
+        self._outbox = Outbox(
+            self._send,
+            spill_path=self._spill_dir / f"sweep-{sweep_id}.jsonl",
+            rejected_path=self._spill_dir / f"sweep-{sweep_id}.rejected.jsonl",
+            describe=f"PostgreSQL at {self.masked_url}",
+            **self._outbox_options,
+        )
+
+
+def _sweep_info(cur: Any, name: str) -> dict[str, Any] | None:
+    cur.execute(
+        "SELECT s.id, s.status, s.started_at, count(t.trial_id)"
+        " FROM mario_sweeps.sweeps s LEFT JOIN mario_sweeps.trials t ON t.sweep_id = s.id"
+        " WHERE s.name = %s GROUP BY s.id",
+        (name,),
+    )
+    row = cur.fetchone()
+    if row is None:
+        return None
+    return {"name": name, "id": row[0], "status": row[1], "started_at": row[2], "trials": row[3]}
+
+
+def _taken_message(info: Mapping[str, Any]) -> str:
+    return (
+        f"a sweep named {info['name']!r} already exists (id {info['id']}, {info['status']}, "
+        f"{info['trials']} trials, started {info['started_at']:%Y-%m-%d %H:%M}); "
+        f"continue it with --resume --name {info['name']}, or pick a new --name"
+    )
+
+
+def find_sweep(db_url: str, name: str) -> dict[str, Any] | None:
+    """The sweep row named ``name`` (id, status, started_at, trials), or None. Read-only."""
+    conn = _one_shot(db_url)
+    try:
+        with conn, conn.cursor() as cur:
+            return _sweep_info(cur, name)
+    finally:
+        conn.close()
+
+
+def set_sweep_status(db_url: str, name: str, status: str) -> None:
+    """Mark a sweep's end from outside Tune (``fit()`` raised, or a second Ctrl-C), once the
+    sweep's own store has closed; its still-running trials become ``interrupted``. Only a sweep
+    still marked running changes. Best effort: an unreachable database is logged, not raised."""
+    try:
+        conn = _one_shot(db_url)
+    except StoreError as exc:
+        logger.error("could not mark sweep %r %s: %s", name, status, exc)
+        return
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(
+                "UPDATE mario_sweeps.sweeps SET status = %s, finished_at = now()"
+                " WHERE name = %s AND status = 'running' RETURNING id",
+                (status, name),
+            )
+            for (sweep_id,) in cur.fetchall():
+                cur.execute(
+                    "UPDATE mario_sweeps.trials SET status = 'interrupted',"
+                    " stop_reason = 'interrupted', finished_at = now()"
+                    " WHERE sweep_id = %s AND status = 'running'",
+                    (sweep_id,),
+                )
+    except psycopg2.Error as exc:
+        logger.error("could not mark sweep %r %s: %s", name, status, one_line(exc))
+    finally:
+        conn.close()
+
+
+def _one_shot(db_url: str) -> Any:
+    try:
+        return connect(db_url)
+    except psycopg2.Error as exc:
+        _, password = split_password(db_url)
+        raise StoreError(
+            f"cannot connect to PostgreSQL at {mask_url(db_url)}: "
+            f"{one_line(exc, secrets=(password,))}"
+        ) from None
