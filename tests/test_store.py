@@ -17,11 +17,11 @@ import psycopg2
 import psycopg2.extensions
 import pytest
 
-from callbacks.store import embedded, rows, urls
-from callbacks.store.errors import StoreError
-from callbacks.store.migrations import SCHEMA_VERSION, current_version, migrate, prepare_database
-from callbacks.store.rows import iteration_row, json_safe
-from callbacks.store.urls import (
+from callbacks import records
+from callbacks.episode_recorder import EpisodeRecorder
+from callbacks.records import EPISODE_COLUMNS, EPISODES_KEY
+from callbacks.store import connection, embedded, outbox, tables
+from callbacks.store.connection import (
     connect_check,
     mask_url,
     resolve_db_url,
@@ -29,9 +29,12 @@ from callbacks.store.urls import (
     sqlalchemy_url,
     validate_db_url,
 )
-from callbacks.store.writer import ResultsStore
+from callbacks.store.errors import StoreError
+from callbacks.store.schema import SCHEMA_VERSION, current_version, migrate, prepare_database
+from callbacks.store.store import ResultsStore
+from callbacks.store.tables import iteration_row, json_safe
 
-WRITER_LOGGER = "callbacks.store.writer"
+WRITER_LOGGER = "callbacks.store.outbox"
 PASSWORD_ROLE = "mario_pw_test"
 RIGHT_PASSWORD = "right-horse-battery"
 
@@ -56,9 +59,10 @@ def count(url: str, table: str) -> int:
 def episode(episode_id: str, **overrides: object) -> dict:
     record = {
         "episode_id": episode_id,
+        "training_iteration": 1,
         "env_runner": 1,
         "env_index": 0,
-        "return": 12.5,
+        "episode_return": 12.5,
         "length": 300,
         "x_pos": 640,
         "x_pos_max": 700,
@@ -84,18 +88,24 @@ def result(iteration: int, episodes: int = 0) -> dict:
         "node_ip": "10.0.0.7",
         "env_runners": {"episode_return_mean": float("nan"), "num_episodes": episodes},
         "learners": {"default_policy": {"total_loss": 0.5, "entropy": 1.9, "mean_kl_loss": 0.01}},
-        "mario": {"return_smoothed": 10.0 + iteration, "x_pos_smoothed": 500.0, "episodes": 0},
+        "mario/return_smoothed": 10.0 + iteration,
+        "mario/x_pos_smoothed": 500.0,
+        "mario/episodes": episodes,
     }
 
 
 def write_iteration(store: ResultsStore, trial_id: str, iteration: int, episodes: int) -> None:
-    records = [episode(f"{trial_id}-{iteration}-{k}") for k in range(episodes)]
-    row = iteration_row(result(iteration, episodes), records, metric="mario/return_smoothed")
+    records = [
+        episode(f"{trial_id}-{iteration}-{k}", training_iteration=iteration)
+        for k in range(episodes)
+    ]
+    row = iteration_row(result(iteration, episodes), metric="mario/return_smoothed")
     store.write_iteration(trial_id, row)
-    store.write_episodes(trial_id, iteration, records)
+    store.write_episodes(trial_id, records)
 
 
 def new_store(url: str, tmp_path: Path, **options: object) -> ResultsStore:
+    prepare_database(url)
     store = ResultsStore(url, spill_dir=tmp_path / "spill", retry_interval_s=0, **options)
     store.start_sweep(
         name="ppo-lr", algo="PPO", search_space={"lr": 1e-4}, metric="mario/x", mode="max"
@@ -384,14 +394,14 @@ def test_an_iteration_row_stores_the_whole_result_with_nan_as_null(store, fresh_
     write_iteration(store, "trial_a", 1, episodes=2)
     stored = scalar(fresh_db_url, "SELECT result FROM mario_sweeps.iterations")
     assert stored["env_runners"]["episode_return_mean"] is None
-    assert stored["mario"]["return_smoothed"] == 11.0
+    assert stored["mario/return_smoothed"] == 11.0
 
 
 def test_rows_postgresql_refuses_are_kept_in_the_rejected_file_and_writing_goes_on(
     store, fresh_db_url, caplog
 ):
     with caplog.at_level(logging.ERROR, logger=WRITER_LOGGER):
-        store.write_episodes("no_such_trial", 1, [episode("e1")])
+        store.write_episodes("no_such_trial", [episode("e1")])
     write_iteration(store, "trial_a", 1, episodes=1)
     assert count(fresh_db_url, "episodes") == 1
     assert "no_such_trial" in store.rejected_path.read_text()
@@ -480,9 +490,15 @@ def test_json_safe_names_classes_and_drops_non_finite_floats():
     }
 
 
-def test_iteration_row_describes_the_iterations_own_episodes():
-    records = [episode("a", x_pos_max=100, flag_get=True), episode("b", x_pos_max=300)]
-    row = iteration_row(result(1), records, metric="mario/return_smoothed")
+def test_iteration_rows_hold_the_aggregates_the_recorder_computed_on_the_trial_actor():
+    delivered = {
+        "training_iteration": 1,
+        "env_runners": {
+            EPISODES_KEY: [episode("a", x_pos_max=100, flag_get=True), episode("b", x_pos_max=300)]
+        },
+    }
+    EpisodeRecorder().on_train_result(result=delivered)
+    row = iteration_row(delivered, metric="mario/x_pos_smoothed")
     assert (row["x_pos_mean"], row["x_pos_max"], row["flag_rate"], row["episodes"]) == (
         200.0,
         300.0,
@@ -492,10 +508,21 @@ def test_iteration_row_describes_the_iterations_own_episodes():
 
 
 def test_iteration_row_reads_ppo_learner_stats_and_the_sweep_metric():
-    row = iteration_row(result(2), [], metric="mario/return_smoothed")
+    row = iteration_row(result(2), metric="mario/return_smoothed")
     assert (row["loss"], row["entropy"], row["kl"], row["metric"]) == (0.5, 1.9, 0.01, 12.0)
 
 
-@pytest.mark.parametrize("module", [urls, rows])
+def test_the_episodes_table_has_exactly_the_episode_records_fields(fresh_db_url):
+    prepare_database(fresh_db_url)
+    columns = scalar(
+        fresh_db_url,
+        "SELECT array_agg(column_name::text ORDER BY ordinal_position)"
+        " FROM information_schema.columns"
+        " WHERE table_schema = 'mario_sweeps' AND table_name = 'episodes'",
+    )
+    assert sorted(columns) == sorted(["sweep_id", "trial_id", *EPISODE_COLUMNS])
+
+
+@pytest.mark.parametrize("module", [connection, tables, records, outbox])
 def test_the_docstring_examples_run(module):
     assert doctest.testmod(module).failed == 0

@@ -261,7 +261,7 @@ def test_resume_after_the_driver_is_killed_finishes_without_duplicate_rows(fresh
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--num-samples", "0"], "--num-samples 0 is not allowed; allowed: an integer >= 1"),
+        (["--num-samples", "0"], "--num-samples 0 is not allowed; allowed: an integer in [1, "),
         (["--max-env-steps", "-5"], "--max-env-steps -5 is not allowed"),
         (["--max-concurrent", "0"], "--max-concurrent 0 is not allowed"),
         (["--wandb-mode", "loud"], "--wandb-mode 'loud' is not allowed; allowed: offline, online"),
@@ -291,7 +291,7 @@ def test_unreachable_database_fails_before_ray_starts(tmp_path, capsys, monkeypa
     from sweeps import runner
 
     monkeypatch.setenv("MARIO_SWEEPS_STATE_DIR", str(tmp_path))
-    monkeypatch.setattr(runner, "_connect_ray", lambda options: pytest.fail("Ray was started"))
+    monkeypatch.setattr(runner, "connect_ray", lambda options: pytest.fail("Ray was started"))
     url = "postgresql://mario:secret-pw@127.0.0.1:1/nowhere"
     assert main(PPO_SWEEP, ["--db-url", url]) == 2
     err = capsys.readouterr().err.strip()
@@ -308,7 +308,7 @@ def test_existing_sweep_name_without_resume_fails_before_ray_starts(
     with ResultsStore(fresh_db_url) as store:
         store.start_sweep(name="taken", algo="PPO", search_space={}, metric="m", mode="max")
     monkeypatch.setenv("MARIO_SWEEPS_STATE_DIR", str(tmp_path))
-    monkeypatch.setattr(runner, "_connect_ray", lambda options: pytest.fail("Ray was started"))
+    monkeypatch.setattr(runner, "connect_ray", lambda options: pytest.fail("Ray was started"))
     assert main(PPO_SWEEP, ["--db-url", fresh_db_url, "--name", "taken"]) == 2
     err = capsys.readouterr().err.strip()
     assert "taken" in err and "--resume" in err and "\n" not in err
