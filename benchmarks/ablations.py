@@ -13,8 +13,6 @@ trial (one env runner, a one-thread learner), which is what a sweep runs.
 
 import argparse
 import statistics
-import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -22,11 +20,9 @@ import torch
 
 from algos import DQN_DEFAULTS, PPO_DEFAULTS, Resources, dqn_config, ppo_config
 from algos.model import MarioPPOModule
+from benchmarks import run
+from benchmarks.env_throughput import raw_frames_per_second, wrapped_steps_per_second
 from envs import MarioEnv, register_mario_env
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import run  # noqa: E402
-from env_throughput import raw_frames_per_second, wrapped_steps_per_second  # noqa: E402
 
 TASK = run.TASK
 

@@ -11,7 +11,6 @@ next ``train()`` only after the previous result went through every callback). Ru
 
 import argparse
 import json
-import os
 import statistics
 import tempfile
 import time
@@ -24,7 +23,7 @@ from ray.rllib.algorithms.ppo import PPO
 from algos import ppo_config
 from callbacks.episode_recorder import EpisodeRecorder
 from callbacks.postgres_callback import PostgresCallback
-from callbacks.store import ResultsStore, embedded_db_url, prepare_database
+from callbacks.store import embedded_db_url, prepare_database
 from callbacks.wandb_logger import MarioWandbLoggerCallback
 from envs import register_mario_env
 
@@ -50,24 +49,18 @@ def one_trial(*, logging: bool, iterations: int, db_url: str, storage: str) -> f
     clock = DriverClock()
     callbacks = [clock]
     if logging:
-        store = ResultsStore(db_url)
-        sweep_id = store.start_sweep(
-            name=f"overhead-{uuid.uuid4().hex[:8]}",
-            algo="PPO",
-            search_space={},
-            metric="mario/x_pos_smoothed",
-            mode="max",
-        )
-        store.close()
+        sweep = {
+            "name": f"overhead-{uuid.uuid4().hex[:8]}",
+            "algo": "PPO",
+            "search_space": {},
+            "metric": "mario/x_pos_smoothed",
+            "mode": "max",
+        }
         callbacks = [
-            PostgresCallback(
-                db_url=db_url,
-                sweep_id=sweep_id,
-                metric="mario/x_pos_smoothed",
-                mode="max",
-                max_env_steps=10**12,
+            PostgresCallback(db_url=db_url, sweep=sweep),
+            MarioWandbLoggerCallback(
+                project="mario-sweeps-bench", group=sweep["name"], mode="offline"
             ),
-            MarioWandbLoggerCallback(project="mario-sweeps-bench", mode="offline"),
             clock,
         ]
     tune.Tuner(
@@ -89,7 +82,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=2, help="alternating off/on rounds (median)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    os.environ.setdefault("WANDB_MODE", "offline")
     db_url = embedded_db_url(state_dir=None)
     prepare_database(db_url)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)

@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -39,11 +38,9 @@ import psutil
 
 from algos import DQN_DEFAULTS, PPO_DEFAULTS, Resources, dqn_config, ppo_config
 from algos.builders import MARIO_ENV_DEFAULTS
+from benchmarks.env_throughput import emulator_share
+from benchmarks.env_throughput import measure as measure_env
 from envs import MarioEnv, register_mario_env, validate_env_config
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from env_throughput import emulator_share  # noqa: E402
-from env_throughput import measure as measure_env  # noqa: E402
 
 TASK = "SuperMarioBros-1-1-v0"
 ROWS = ("raw", "wrapped", "sampling", "ppo", "sb3_ppo", "sb3_ppo_dummy", "dqn")
@@ -356,7 +353,7 @@ def run(args: argparse.Namespace) -> dict:
         report["memory"].update(ppo["memory"])
         report["settings"]["threads"] = ppo["threads"]
         if "sb3_ppo" not in args.skip:
-            from sb3_ppo import sb3_ppo_steps_per_second
+            from benchmarks.sb3_ppo import sb3_ppo_steps_per_second
 
             for name, subprocess_envs in (("sb3_ppo", True), ("sb3_ppo_dummy", False)):
                 sb3 = sb3_ppo_steps_per_second(

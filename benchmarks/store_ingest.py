@@ -1,6 +1,6 @@
 """Episode ingest rate of the results store, in rows per second.
 
-Writes ``--episodes`` EpisodeRecorder-style records through ``ResultsStore.write_episodes`` in
+Writes ``--episodes`` episode records through ``ResultsStore.write_episodes`` in
 batches of ``--batch`` (one batch ~ one training iteration's episodes), into a throwaway embedded
 PostgreSQL server unless ``--db-url`` is given (a new sweep row is created there). Target: at
 least 10,000 rows/s, so that even a fast sweep spends well under 1% of its time writing episodes.
@@ -14,14 +14,12 @@ import time
 import uuid
 from pathlib import Path
 
+from callbacks.records import episode_record
 
-def episode(index: int) -> dict:
-    return {
-        "episode_id": uuid.uuid4().hex,
-        "env_runner": 1 + index % 4,
-        "env_index": index % 8,
-        "return": 100.0 + index % 37,
-        "length": 400 + index % 300,
+
+def episode(index: int, iteration: int) -> dict:
+    """One record as ``callbacks.records.episode_record`` builds it from a terminal info."""
+    info = {
         "x_pos": 600 + index % 900,
         "x_pos_max": 700 + index % 900,
         "flag_get": index % 50 == 0,
@@ -32,15 +30,25 @@ def episode(index: int) -> dict:
         "stage": 1 + index % 4,
         "life": 2,
         "status": "small",
-        "game": "SuperMarioBros",
+        "game": "smb1",
         "task_id": "SuperMarioBros-1-1-v0",
     }
+    record = episode_record(
+        episode_id=uuid.uuid4().hex,
+        env_runner=1 + index % 4,
+        env_index=index % 8,
+        ret=100.0 + index % 37,
+        length=400 + index % 300,
+        info=info,
+    )
+    return {**record, "training_iteration": iteration}
 
 
 def measure(db_url: str, *, episodes: int, batch: int, spill_dir: Path) -> float:
-    from callbacks.store.writer import ResultsStore
+    from callbacks.store import ResultsStore, prepare_database
 
-    records = [episode(i) for i in range(episodes)]
+    records = [episode(i, 1 + i // batch) for i in range(episodes)]
+    prepare_database(db_url)
     with ResultsStore(db_url, spill_dir=spill_dir) as store:
         store.start_sweep(
             name=f"ingest-benchmark-{uuid.uuid4().hex[:8]}",
@@ -51,8 +59,8 @@ def measure(db_url: str, *, episodes: int, batch: int, spill_dir: Path) -> float
         )
         store.upsert_trial("bench_trial", status="running")
         start = time.perf_counter()
-        for iteration, offset in enumerate(range(0, episodes, batch), start=1):
-            store.write_episodes("bench_trial", iteration, records[offset : offset + batch])
+        for offset in range(0, episodes, batch):
+            store.write_episodes("bench_trial", records[offset : offset + batch])
         elapsed = time.perf_counter() - start
         if store.pending_rows:
             raise SystemExit(f"{store.pending_rows} rows were not written; see the log")

@@ -26,7 +26,7 @@ import signal
 import socket
 import subprocess
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from algos import CheckpointError, HParamError, Resources, dqn_config, ppo_config
@@ -104,7 +104,9 @@ def _parser(sweep: Sweep) -> argparse.ArgumentParser:
     )
     p.add_argument("--num-samples", type=int, help=f"trials to run (default {sweep.num_samples})")
     p.add_argument(
-        "--max-env-steps", type=int, help=f"env-step budget per trial (default {sweep.max_env_steps})"
+        "--max-env-steps",
+        type=int,
+        help=f"env-step budget per trial (default {sweep.max_env_steps})",
     )
     p.add_argument(
         "--max-concurrent", type=int, help=f"trials at once (default {sweep.max_concurrent})"
@@ -155,9 +157,7 @@ def _strict_json(text: str, flag: str) -> object:
         raise SweepError(f"{flag} {text!r} is not JSON ({err.msg})") from None
 
 
-def parse_options(
-    sweep: Sweep, argv: list[str] | None = None, *, name_suffix: str = ""
-) -> Options:
+def parse_options(sweep: Sweep, argv: list[str] | None = None, *, name_suffix: str = "") -> Options:
     """Parse and validate the command line; raise ``SweepError`` with one line on bad input.
 
     ``name_suffix`` is appended to the sweep name (``sweeps/dqn_vs_ppo.py`` runs two sweeps).
@@ -537,8 +537,10 @@ def run(options: Options) -> int:
     db_url = options.db_url or embedded_db_url()
     check_database(options, db_url)
     if has_password(db_url):
-        print(f"warning: the database URL carries a password ({mask_url(db_url)}); "
-              f"{PASSWORD_ADVICE}", file=sys.stderr)
+        print(
+            f"warning: the database URL carries a password ({mask_url(db_url)}); {PASSWORD_ADVICE}",
+            file=sys.stderr,
+        )
     register_mario_env()
     dashboard = connect_ray(options)
     try:
@@ -589,8 +591,7 @@ def compare(sweeps: list[Sweep], argv: list[str] | None = None) -> int:
 
     try:
         runs = [
-            parse_options(sweep, argv, name_suffix=f"-{sweep.algo.lower()}")
-            for sweep in sweeps
+            parse_options(sweep, argv, name_suffix=f"-{sweep.algo.lower()}") for sweep in sweeps
         ]
         db_url = runs[0].db_url or embedded_db_url()
         for options in runs:

@@ -85,11 +85,8 @@ def test_run_reports_every_row_ratio_and_memory_figure_as_json_and_table():
     assert memory["dqn_full_buffer_rss_bytes_extrapolated"] > 0
     assert {"ray", "torch", "nes-py", "stable-baselines3", "python"} <= set(report["versions"])
 
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import run
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    from benchmarks import run
+
     table = io.StringIO()
     with redirect_stdout(table):
         run.print_table(report)

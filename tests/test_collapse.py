@@ -35,7 +35,10 @@ def test_a_dip_shorter_than_the_window_is_not_a_collapse():
 
 def test_a_trial_that_never_learned_cannot_collapse():
     assert (
-        feed(CollapseDetector(Collapse(drop_fraction=0.5, window=2, min_peak=50)), [40, 10, 5, 1, 0]) is None
+        feed(
+            CollapseDetector(Collapse(drop_fraction=0.5, window=2, min_peak=50)), [40, 10, 5, 1, 0]
+        )
+        is None
     )
 
 
@@ -101,8 +104,13 @@ def test_real_tune_run_stops_the_collapsing_trial_and_the_store_says_collapse(
         max_env_steps=10_000,
         collapse=Collapse(drop_fraction=0.5, window=3),
     )
-    sweep = {"name": "collapse", "algo": "synthetic", "search_space": {},
-             "metric": "mario/x_pos_smoothed", "mode": "max"}
+    sweep = {
+        "name": "collapse",
+        "algo": "synthetic",
+        "search_space": {},
+        "metric": "mario/x_pos_smoothed",
+        "mode": "max",
+    }
     results = tune.Tuner(
         rises_then_collapses,
         run_config=tune.RunConfig(

@@ -76,7 +76,9 @@ def test_a_retry_waits_for_its_delay_so_an_outage_costs_one_attempt_per_delay(tm
         raise StoreUnavailable("down")
 
     box = Outbox(
-        away, spill_path=tmp_path / "s.jsonl", rejected_path=tmp_path / "r.jsonl",
+        away,
+        spill_path=tmp_path / "s.jsonl",
+        rejected_path=tmp_path / "r.jsonl",
         retry_interval_s=3600,
     )
     for i in range(10):

@@ -79,8 +79,14 @@ def result(iteration: int, *, metric: float, env_steps: int, episodes: list | No
 
 
 def sweep_row(mode: str = "max", **fields) -> dict:
-    return {"name": "sweep", "algo": "PPO", "search_space": {}, "metric": METRIC, "mode": mode,
-            **fields}
+    return {
+        "name": "sweep",
+        "algo": "PPO",
+        "search_space": {},
+        "metric": METRIC,
+        "mode": mode,
+        **fields,
+    }
 
 
 def make_callback(url: str, tmp_path: Path, *, mode: str = "max", state=None, **options):

@@ -250,7 +250,7 @@ class ResultsStore:
         self.outbox.submit("trials", [row])
 
     def write_iteration(self, trial_id: str, row: Mapping[str, Any]) -> None:
-        """Upsert one ``iterations`` row, as built by :func:`callbacks.store.tables.iteration_row`."""
+        """Upsert one ``iterations`` row (see :func:`callbacks.store.tables.iteration_row`)."""
         unknown = set(row) - set(ITERATION_COLUMNS)
         if unknown or "training_iteration" not in row:
             raise ValueError(
