@@ -21,8 +21,8 @@ import sys
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from callbacks.store.errors import StoreError
 from callbacks.store.connection import split_password, validate_db_url
+from callbacks.store.errors import StoreError
 
 __all__ = ["pgpass_line", "main"]
 
