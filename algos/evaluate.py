@@ -28,6 +28,8 @@ from envs import EnvConfigError, MarioEnv, validate_env_config
 __all__ = ["EpisodeResult", "evaluate", "main"]
 
 VIDEO_FPS = 15  # one frame per agent step at frame skip 4 = real game speed / 4 x 60 fps
+VIDEO_SUFFIXES = (".mp4", ".gif")
+MAX_SEED = 2**31 - 1  # as the ``seed`` hyperparameter: seeds numpy, torch and the emulator
 
 
 @dataclass
@@ -60,6 +62,33 @@ def _writer(path: Path):
     return imageio.get_writer(path, fps=VIDEO_FPS, codec="libx264", macro_block_size=8)
 
 
+def _video_problem(video: Path) -> str | None:
+    """Why ``video`` cannot be written, or None: checked before playing, not after every episode."""
+    if video.suffix not in VIDEO_SUFFIXES:
+        return f"it does not end in {' or '.join(VIDEO_SUFFIXES)}"
+    if video.is_dir():
+        return "it is a directory"
+    # Missing folders are created at the end, so the nearest existing one must take a new file.
+    folder = video.absolute().parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"{os.fspath(folder)} is not a directory"
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        return f"{os.fspath(folder)} does not take new files ({err.strerror})"
+    return None
+
+
+def _video_error(video: Path, problem: str) -> str:
+    return (
+        f"--video {os.fspath(video)!r} is not allowed: {problem}; allowed: a "
+        f"{' or '.join(VIDEO_SUFFIXES)} file path in a writable directory"
+    )
+
+
 def evaluate(
     policy: LoadedPolicy,
     *,
@@ -70,6 +99,9 @@ def evaluate(
     seed: int = 0,
 ) -> list[EpisodeResult]:
     """Play ``episodes`` episodes; write the best (by x_pos, then return) to ``video``."""
+    problem = None if video is None else _video_problem(video)
+    if problem is not None:
+        raise ValueError(_video_error(video, problem))
     env_config = dict(policy.env_config)
     # The policy's output layer fixes the action set: keep it whatever game is evaluated.
     env_config["action_set"] = validate_env_config(env_config).action_set
@@ -134,20 +166,38 @@ def format_table(results: list[EpisodeResult]) -> str:
     return "\n".join(lines)
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not allowed; allowed: an integer >= 1")
-    return value
+class _ArgumentError(Exception):
+    """A bad command line, reported as one line (no usage block) like every other error here."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise _ArgumentError(message)
+
+
+def _int_in(low: int, high: int | None = None):
+    """An argparse type: an integer in [low, high] (no upper end when high is None)."""
+    allowed = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{text} is not allowed; allowed: {allowed}")
+        return value
+
+    return parse
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m algos.evaluate",
         description="Play a trained Mario checkpoint, print a table and save the best episode.",
     )
     parser.add_argument("checkpoint", help="RLlib checkpoint directory (e.g. a Tune trial's)")
-    parser.add_argument("--episodes", type=_positive_int, default=5, help="episodes to play")
+    parser.add_argument("--episodes", type=_int_in(1), default=5, help="episodes to play")
     parser.add_argument(
         "--sample",
         action="store_true",
@@ -159,15 +209,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--video", type=Path, help="write the best episode here (.mp4, or .gif without ffmpeg)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the first episode")
-    args = parser.parse_args(argv)
-    if args.video is not None and args.video.suffix not in (".mp4", ".gif"):
-        parser.error(f"--video {str(args.video)!r} is not allowed; allowed: a .mp4 or .gif path")
-    if args.tasks:
-        try:
-            validate_env_config({"tasks": args.tasks, "action_set": "simple"})
-        except EnvConfigError as err:
-            parser.error(f"--tasks: {err}")
+    parser.add_argument(
+        "--seed", type=_int_in(0, MAX_SEED), default=0, help="seed of the first episode"
+    )
+    # Cheap checks first, so a bad flag fails in a second rather than after loading or playing.
+    try:
+        args = parser.parse_args(argv)
+        problem = None if args.video is None else _video_problem(args.video)
+        if problem is not None:
+            raise _ArgumentError(_video_error(args.video, problem))
+        if args.tasks:
+            try:
+                validate_env_config({"tasks": args.tasks, "action_set": "simple"})
+            except EnvConfigError as err:
+                raise _ArgumentError(f"--tasks: {err}") from None
+    except _ArgumentError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     try:
         policy = load_policy(args.checkpoint)
         results = evaluate(

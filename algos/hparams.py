@@ -7,10 +7,11 @@ before Ray starts rather than in trial 37.
 """
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
-from ray.tune.search.sample import Categorical, Domain, Float, Integer
+from ray.tune.search.sample import Categorical, Domain, Float, Integer, Quantized
 
 __all__ = ["HParamError", "Rule", "check_hparams", "PPO_RULES", "DQN_RULES"]
 
@@ -21,7 +22,12 @@ class HParamError(ValueError):
 
 @dataclass(frozen=True)
 class Rule:
-    """What a hyperparameter accepts: a number in [low, high] (open ends where marked)."""
+    """What a hyperparameter accepts: a number in [low, high] (open ends where marked).
+
+    Integer rules take ints only (512.0 is a typo RLlib would carry into a shape), and every
+    integer rule has a finite ``high``: a batch or buffer of 10**12 is a typo that otherwise
+    surfaces as an out-of-memory crash inside a trial.
+    """
 
     low: float
     high: float
@@ -33,35 +39,49 @@ class Rule:
     def allowed(self) -> str:
         if self.choices is not None:
             return "one of " + ", ".join(map(repr, self.choices))
-        kind = "an integer" if self.integer else "a number"
-        left = "(" if self.low_open else "["
-        high = "inf" if math.isinf(self.high) else f"{self.high:g}"
-        return f"{kind} in {left}{self.low:g}, {high}]"
+        if self.integer:
+            return f"an integer in [{int(self.low)}, {int(self.high)}]"
+        if math.isinf(self.high):
+            return f"a finite number {'>' if self.low_open else '>='} {self.low:g}"
+        return f"a number in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` is not accepted (None when it is): the words after ``name=value``."""
+        if self.choices is not None:
+            return None if value in self.choices else "is not allowed"
+        if self.integer:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                return "is not an integer"
+        elif isinstance(value, bool) or not isinstance(value, numbers.Real):
+            return "is not a number"
+        elif not math.isfinite(value):
+            # nan fails no comparison, and an infinite coefficient or clip is never meant.
+            return "is not a finite number"
+        above = value > self.low if self.low_open else value >= self.low
+        return None if above and value <= self.high else "is out of range"
 
     def accepts(self, value: Any) -> bool:
-        if self.choices is not None:
-            return value in self.choices
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return False
-        if self.integer and not float(value).is_integer():
-            return False
-        above = value > self.low if self.low_open else value >= self.low
-        return above and value <= self.high
+        return self.problem(value) is None
 
 
 _POSITIVE = Rule(0.0, math.inf, low_open=True)
 _UNIT = Rule(0.0, 1.0)
-_COUNT = Rule(1, math.inf, integer=True)
+# Upper bounds of counts: far above any setting that fits a machine, far below where a typo
+# would be allocated. 2**20 Mario observations (84x84x4 uint8) are already about 28 GiB.
+_BATCH = Rule(1, 2**20, integer=True)
+# Timestep counts: 10**12 is far past any run and well inside int64 (PostgreSQL bigint).
+_TIMESTEPS = Rule(1, 10**12, integer=True)
 _RUNNERS = Rule(0, 64, integer=True)
 
 _COMMON = {
     "lr": Rule(0.0, 1.0, low_open=True, doc="learning rate"),
     "gamma": Rule(0.0, 1.0, doc="discount factor"),
     "grad_clip": _POSITIVE,
-    "train_batch_size_per_learner": _COUNT,
+    "train_batch_size_per_learner": _BATCH,
     "num_env_runners": _RUNNERS,
-    "num_envs_per_env_runner": _COUNT,
-    "rollout_fragment_length": _COUNT,
+    # Batching gains stop long before 256 envs in one runner (16 measured fastest, PPO_DEFAULTS).
+    "num_envs_per_env_runner": Rule(1, 256, integer=True),
+    "rollout_fragment_length": _BATCH,
     "seed": Rule(0, 2**31 - 1, integer=True, doc="seeds torch, numpy and every env"),
 }
 
@@ -75,21 +95,22 @@ PPO_RULES: dict[str, Rule] = {
     "kl_coeff": Rule(0.0, math.inf),
     "kl_target": _POSITIVE,
     "use_kl_loss": Rule(0, 1, choices=(True, False)),
-    "minibatch_size": _COUNT,
-    "num_epochs": _COUNT,
+    "minibatch_size": _BATCH,
+    "num_epochs": Rule(1, 1000, integer=True, doc="passes over each train batch"),
 }
 
 DQN_RULES: dict[str, Rule] = {
     **_COMMON,
     "n_step": Rule(1, 100, integer=True),
-    "target_network_update_freq": _COUNT,
+    "target_network_update_freq": _TIMESTEPS,
     "tau": Rule(0.0, 1.0, low_open=True),
     "double_q": Rule(0, 1, choices=(True, False)),
     "dueling": Rule(0, 1, choices=(True, False)),
-    "replay_capacity": _COUNT,
-    "num_steps_sampled_before_learning_starts": Rule(0, math.inf, integer=True),
+    # 10**7 buffered steps at ~25 KiB each (BENCHMARKS.md) is about 240 GiB of RAM.
+    "replay_capacity": Rule(1, 10**7, integer=True),
+    "num_steps_sampled_before_learning_starts": Rule(0, 10**12, integer=True),
     "epsilon_final": _UNIT,
-    "epsilon_timesteps": _COUNT,
+    "epsilon_timesteps": _TIMESTEPS,
     "training_intensity": _POSITIVE,
 }
 
@@ -98,10 +119,21 @@ def _domain_values(value: Domain) -> list:
     """The extreme values a Tune search domain can produce."""
     if isinstance(value, Categorical):
         return list(value.categories)
-    if isinstance(value, Float | Integer):
-        high = value.upper - 1 if isinstance(value, Integer) else value.upper
-        return [value.lower, high]
+    if isinstance(value, Integer):
+        sampler = value.get_sampler()
+        q = sampler.q if isinstance(sampler, Quantized) else 1
+        if q == 1:  # upper is exclusive
+            return [value.lower, value.upper - 1]
+        # qrandint draws the multiples of q within [lower, upper], both ends inclusive.
+        return [math.ceil(value.lower / q) * q, math.floor(value.upper / q) * q]
+    if isinstance(value, Float):
+        return [value.lower, value.upper]
     return []
+
+
+def _describe(domain: Domain) -> str:
+    """A domain as a user reads it ("Float(32, 256)"), not its object address."""
+    return f"{type(domain).__name__}{domain.domain_str}"
 
 
 def check_hparams(algo: str, hparams: dict[str, Any], rules: dict[str, Rule]) -> None:
@@ -112,13 +144,18 @@ def check_hparams(algo: str, hparams: dict[str, Any], rules: dict[str, Rule]) ->
             raise HParamError(
                 f"{algo} has no hyperparameter {name!r}; allowed: {', '.join(sorted(rules))}"
             )
+        if rule.integer and isinstance(value, Float):
+            # Its bounds may be ints, but every sample is a float.
+            raise HParamError(
+                f"{algo} {name}={_describe(value)} is a float search domain; allowed: "
+                f"{rule.allowed()} (tune.randint, tune.qrandint or tune.choice of integers)"
+            )
         values = _domain_values(value) if isinstance(value, Domain) else [value]
         for v in values:
-            if not rule.accepts(v):
-                shown = value if not isinstance(value, Domain) else f"{value} reaching {v!r}"
-                raise HParamError(
-                    f"{algo} {name}={shown!r} is out of range; allowed: {rule.allowed()}"
-                )
+            problem = rule.problem(v)
+            if problem is not None:
+                shown = repr(v) if value is v else f"{_describe(value)} reaching {v!r}"
+                raise HParamError(f"{algo} {name}={shown} {problem}; allowed: {rule.allowed()}")
     batch = hparams.get("train_batch_size_per_learner")
     minibatch = hparams.get("minibatch_size")
     if isinstance(batch, int) and isinstance(minibatch, int) and minibatch > batch:

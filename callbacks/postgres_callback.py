@@ -33,14 +33,15 @@ from callbacks.store.tables import iteration_row
 
 __all__ = ["PostgresCallback"]
 
-_FINISHED = ("TERMINATED", "ERROR")
-
 
 @dataclass
 class _TrialProgress:
     last_env_steps: int | None = None
     best_metric: float | None = None
     best_checkpoint: str | None = None
+    started: bool = False
+    ended: bool = False
+    """Tune reported the trial complete or errored (an interrupted trial is neither)."""
 
 
 def _better(new: float | None, old: float | None, mode: str) -> bool:
@@ -128,7 +129,8 @@ class PostgresCallback(Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._restarted.add(trial.trial_id)
-        self._progress(trial.trial_id)
+        progress = self._progress(trial.trial_id)
+        progress.started, progress.ended = True, False
         self._require_store().upsert_trial(
             trial.trial_id,
             params=self._params(trial.config),
@@ -174,18 +176,22 @@ class PostgresCallback(Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         # Tune calls this while the trial still says RUNNING; its last result says why it ended.
         reason = stop_reason(trial.last_result, scheduler=self.scheduler)
+        self._progress(trial.trial_id).ended = True
         self._finish(trial, status="terminated", stop_reason=reason, error=None)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._progress(trial.trial_id).ended = True
         self._finish(trial, status="error", stop_reason="error", error=_error_text(trial))
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         """Record how the sweep ended, wait for buffered rows (up to ``flush_timeout_s``)."""
         if self._store is None:
             return
-        unfinished = [t for t in trials if str(t.status) not in _FINISHED]
+        # Tune stops the actors of an interrupted sweep without on_trial_complete (their status
+        # may even read TERMINATED): a trial is finished only if Tune said so through a hook.
+        unfinished = [t for t in trials if not self._progress(t.trial_id).ended]
         for trial in unfinished:
-            if trial.trial_id in self._trials:  # started; a PENDING one never got a row
+            if self._progress(trial.trial_id).started:  # a PENDING one never got a row
                 self._finish(trial, status="interrupted", stop_reason="interrupted", error=None)
         errored = sum(str(t.status) == "ERROR" for t in trials)
         if unfinished or (self.num_samples is not None and len(trials) < self.num_samples):

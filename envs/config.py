@@ -17,6 +17,7 @@ component (``progress`` is the forward-progress bonus, ``coins``/``powerup`` the
 progress. With every weight 1 and no idle penalty the reward is exactly the env's own.
 """
 
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -75,32 +76,59 @@ class MarioEnvConfig:
 
 _KEYS = ("task", "game", "world", "stage") + tuple(f.name for f in fields(MarioEnvConfig))
 
+# Upper bounds catch typos before an env runner allocates for them (resize=100000 asked for
+# 298 GiB). The NES screen is 240x256: 1024 is 4x its wider side, past which upscaling adds no
+# information and only multiplies memory (a 1024x1024 frame is 1 MiB per stacked channel).
+MAX_RESIZE = 1024
+# 64 frames of frame skip is over a second of game per action; 64 stacked frames is 16x the
+# usual 4. Neither is a sensible setting, both are far from costing a crash.
+MAX_FRAME_SKIP = 64
+MAX_FRAME_STACK = 64
+# 10**7 agent steps is about 46 hours of play at frame skip 4: no episode needs more, and the
+# count stays exact in every integer column (bigint) and float64 metric it is written to.
+MAX_EPISODE_STEPS = 10**7
+
 
 def _fail(key: str, value: Any, allowed: str) -> EnvConfigError:
     return EnvConfigError(f"env_config[{key!r}]={value!r} is invalid; allowed: {allowed}")
 
 
-def _int(cfg: dict, key: str, default: int | None, *, minimum: int, none_ok: bool = False):
+def _int(
+    cfg: dict, key: str, default: int | None, *, minimum: int, maximum: int, none_ok: bool = False
+):
     value = cfg.get(key, default)
     if value is None and none_ok:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise _fail(key, value, f"an integer >= {minimum}" + (" or None" if none_ok else ""))
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        allowed = f"an integer >= {minimum} and <= {maximum}" + (" or None" if none_ok else "")
+        raise _fail(key, value, allowed)
     return value
 
 
-def _float(cfg: dict, key: str, default: float, *, minimum: float | None = None) -> float:
+def _is_finite_number(value: Any) -> bool:
+    """JSON parses NaN and Infinity, and ``nan < 0`` is False: range checks alone let them in."""
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+
+
+def _float(cfg: dict, key: str, default: float, *, minimum: float) -> float:
     value = cfg.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _fail(key, value, "a number")
-    if minimum is not None and value < minimum:
-        raise _fail(key, value, f"a number >= {minimum}")
+    if not _is_finite_number(value) or value < minimum:
+        raise _fail(key, value, f"a finite number >= {minimum}")
     return float(value)
+
+
+def _is_world(value: Any) -> bool:
+    """Worlds and stages must be scalars: a list fails deep in the task lookup as unhashable."""
+    return not isinstance(value, bool) and isinstance(value, int | str)
+
+
+def _is_stage(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int)
 
 
 def _resolve_tasks(cfg: dict) -> tuple[tuple[str, ...], tuple[float, ...] | None]:
     game = cfg.get("game", "smb1")
-    if game not in GAMES:
+    if not isinstance(game, str) or game not in GAMES:
         raise _fail("game", game, ", ".join(GAMES))
     chosen = [k for k in ("task", "tasks") if k in cfg]
     if len(chosen) > 1 or (chosen and ("world" in cfg or "stage" in cfg)):
@@ -108,15 +136,21 @@ def _resolve_tasks(cfg: dict) -> tuple[tuple[str, ...], tuple[float, ...] | None
             f"env_config sets {sorted(set(chosen) | ({'world', 'stage'} & set(cfg)))}; "
             "allowed: exactly one of 'task', 'tasks', or 'world'+'stage'"
         )
+    if cfg.get("task_weights") is not None and "tasks" not in cfg:
+        # Weights of a single task mean nothing; dropping them silently hides a broken curriculum.
+        raise _fail("task_weights", cfg["task_weights"], "only together with env_config['tasks']")
     try:
         if "task" in cfg:
             if not isinstance(cfg["task"], str):
                 raise _fail("task", cfg["task"], "a registered task id string")
             return (task_info(cfg["task"]).task_id,), None
         if "tasks" not in cfg:
-            return (
-                resolve_task(game=game, world=cfg.get("world", 1), stage=cfg.get("stage", 1)),
-            ), None
+            world, stage = cfg.get("world", 1), cfg.get("stage", 1)
+            if not _is_world(world):
+                raise _fail("world", world, "an integer, or a label string (lost_levels: 'A'-'D')")
+            if not _is_stage(stage):
+                raise _fail("stage", stage, "an integer")
+            return (resolve_task(game=game, world=world, stage=stage),), None
         entries = cfg["tasks"]
         if not isinstance(entries, list | tuple) or not entries:
             raise _fail("tasks", entries, "a non-empty list of task ids or [world, stage] pairs")
@@ -124,10 +158,16 @@ def _resolve_tasks(cfg: dict) -> tuple[tuple[str, ...], tuple[float, ...] | None
         for entry in entries:
             if isinstance(entry, str):
                 tasks.append(task_info(entry).task_id)
-            elif isinstance(entry, list | tuple) and len(entry) == 2:
+            elif (
+                isinstance(entry, list | tuple)
+                and len(entry) == 2
+                and _is_world(entry[0])
+                and _is_stage(entry[1])
+            ):
                 tasks.append(resolve_task(game=game, world=entry[0], stage=entry[1]))
             else:
-                raise _fail("tasks", entry, "a task id string or a [world, stage] pair")
+                pair = "a [world, stage] pair (world an integer or label string, stage an integer)"
+                raise _fail("tasks", entry, f"a task id string or {pair}")
     except TaskError as err:
         raise EnvConfigError(f"env_config: {err}") from None
     weights = cfg.get("task_weights")
@@ -135,13 +175,14 @@ def _resolve_tasks(cfg: dict) -> tuple[tuple[str, ...], tuple[float, ...] | None
         if (
             not isinstance(weights, list | tuple)
             or len(weights) != len(tasks)
-            or any(isinstance(w, bool) or not isinstance(w, int | float) or w < 0 for w in weights)
-            or sum(weights) <= 0
+            or any(not _is_finite_number(w) or w < 0 for w in weights)
+            or not 0 < sum(weights) < math.inf
         ):
             raise _fail(
                 "task_weights",
                 weights,
-                f"a list of {len(tasks)} non-negative numbers (one per task) with a positive sum",
+                f"a list of {len(tasks)} finite non-negative numbers (one per task) with a "
+                "positive finite sum",
             )
         weights = tuple(float(w) for w in weights)
     return tuple(tasks), weights
@@ -150,7 +191,7 @@ def _resolve_tasks(cfg: dict) -> tuple[tuple[str, ...], tuple[float, ...] | None
 def _resolve_action_set(cfg: dict, tasks: tuple[str, ...]) -> str:
     defaults = {DEFAULT_ACTION_SET[task_info(t).game] for t in tasks}
     if "action_set" in cfg:
-        if cfg["action_set"] not in ACTION_SETS:
+        if not isinstance(cfg["action_set"], str) or cfg["action_set"] not in ACTION_SETS:
             raise _fail("action_set", cfg["action_set"], ", ".join(ACTION_SETS))
         return cfg["action_set"]
     if len(defaults) > 1:
@@ -170,9 +211,14 @@ def _resolve_resize(cfg: dict) -> tuple[int, int] | None:
     if (
         not isinstance(pair, list | tuple)
         or len(pair) != 2
-        or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in pair)
+        or any(isinstance(v, bool) or not isinstance(v, int) for v in pair)
+        or not all(0 < v <= MAX_RESIZE for v in pair)
     ):
-        raise _fail("resize", value, "a positive integer, a [height, width] pair of them, or None")
+        raise _fail(
+            "resize",
+            value,
+            f"an integer in [1, {MAX_RESIZE}], a [height, width] pair of them, or None",
+        )
     return (pair[0], pair[1])
 
 
@@ -183,8 +229,8 @@ def _resolve_reward_weights(cfg: dict) -> dict[str, float]:
     for key, value in weights.items():
         if key not in REWARD_COMPONENTS:
             raise _fail(f"reward_weights.{key}", value, ", ".join(REWARD_COMPONENTS) + " as keys")
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _fail(f"reward_weights.{key}", value, "a number")
+        if not _is_finite_number(value):
+            raise _fail(f"reward_weights.{key}", value, "a finite number")
     return {k: float(v) for k, v in weights.items() if v != 1}
 
 
@@ -204,11 +250,13 @@ def validate_env_config(env_config: dict | None) -> MarioEnvConfig:
         tasks=tasks,
         task_weights=weights,
         action_set=_resolve_action_set(cfg, tasks),
-        frame_skip=_int(cfg, "frame_skip", 4, minimum=1),
+        frame_skip=_int(cfg, "frame_skip", 4, minimum=1, maximum=MAX_FRAME_SKIP),
         grayscale=grayscale,
         resize=_resolve_resize(cfg),
-        frame_stack=_int(cfg, "frame_stack", 4, minimum=1),
-        max_episode_steps=_int(cfg, "max_episode_steps", 4500, minimum=1, none_ok=True),
+        frame_stack=_int(cfg, "frame_stack", 4, minimum=1, maximum=MAX_FRAME_STACK),
+        max_episode_steps=_int(
+            cfg, "max_episode_steps", 4500, minimum=1, maximum=MAX_EPISODE_STEPS, none_ok=True
+        ),
         reward_weights=_resolve_reward_weights(cfg),
         idle_penalty=_float(cfg, "idle_penalty", 0.0, minimum=0.0),
         reward_scale=_float(cfg, "reward_scale", 1.0, minimum=0.0),

@@ -3,6 +3,7 @@
 import imageio.v3 as iio
 import numpy as np
 import pytest
+from ray import tune
 from ray.tune.search.sample import loguniform
 
 from algos import HParamError, dqn_config, ppo_config
@@ -107,6 +108,57 @@ def test_missing_checkpoint_is_one_line_error(tmp_path, capsys):
     assert "does not exist" in err and "\n" not in err
 
 
+def _cli_error(args: list[str], capsys) -> str:
+    """Run the evaluate CLI, require exit status 2, and return its one stderr line."""
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err
+    return err
+
+
+@pytest.mark.parametrize("seed", ["-1", "2147483648", "abc"])
+def test_evaluate_cli_rejects_a_seed_outside_31_bits_in_one_line(seed, tmp_path, capsys):
+    err = _cli_error([str(tmp_path / "nowhere"), "--seed", seed], capsys)
+    assert err == (
+        f"error: argument --seed: {seed} is not allowed; allowed: an integer in [0, 2147483647]"
+    )
+
+
+@pytest.mark.parametrize("episodes", ["0", "-3"])
+def test_evaluate_cli_rejects_fewer_than_one_episode_in_one_line(episodes, tmp_path, capsys):
+    err = _cli_error([str(tmp_path / "nowhere"), "--episodes", episodes], capsys)
+    assert err == f"error: argument --episodes: {episodes} is not allowed; allowed: an integer >= 1"
+
+
+@pytest.mark.parametrize(
+    ("video", "problem"),
+    [
+        ("/proc/nope/x.mp4", "/proc does not take new files"),
+        ("{tmp}/clip.mp4", "it is a directory"),
+        ("{tmp}/file/x.mp4", "{tmp}/file is not a directory"),
+        ("{tmp}/clip.avi", "it does not end in .mp4 or .gif"),
+    ],
+    ids=["unwritable", "directory", "under-a-file", "extension"],
+)
+def test_evaluate_cli_rejects_an_unwritable_video_before_loading_the_checkpoint(
+    video, problem, tmp_path, capsys
+):
+    (tmp_path / "clip.mp4").mkdir()
+    (tmp_path / "file").write_text("")
+    video, problem = video.format(tmp=tmp_path), problem.format(tmp=tmp_path)
+    # The checkpoint does not exist either: the cheap video check answers first.
+    err = _cli_error([str(tmp_path / "nowhere"), "--video", video], capsys)
+    assert err.startswith(f"error: --video {video!r} is not allowed: {problem}")
+    assert err.endswith("allowed: a .mp4 or .gif file path in a writable directory")
+
+
+def test_evaluate_cli_accepts_a_video_in_folders_it_will_create(tmp_path, capsys):
+    video = tmp_path / "new" / "sub" / "best.gif"
+    err = _cli_error([str(tmp_path / "nowhere"), "--video", str(video)], capsys)
+    assert "checkpoint" in err and "does not exist" in err
+    assert not (tmp_path / "new").exists()  # nothing is created before the episodes are played
+
+
 def test_corrupt_checkpoint_is_one_line_error(tmp_path):
     bad = tmp_path / "ckpt"
     (bad / "learner_group/learner/rl_module/default_policy").mkdir(parents=True)
@@ -138,6 +190,104 @@ def test_bad_hyperparameters_fail_fast_with_their_message(build, hparams, messag
     with pytest.raises(HParamError) as err:
         build(hparams=hparams)
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("build", "hparams", "message"),
+    [
+        (ppo_config, {"lr": float("nan")}, "PPO lr=nan is not a finite number; allowed: a number"),
+        (
+            ppo_config,
+            {"grad_clip": float("inf")},
+            "PPO grad_clip=inf is not a finite number; allowed: a finite number > 0",
+        ),
+        (
+            ppo_config,
+            {"kl_coeff": float("nan")},
+            "PPO kl_coeff=nan is not a finite number; allowed: a finite number >= 0",
+        ),
+        (
+            dqn_config,
+            {"training_intensity": float("inf")},
+            "DQN training_intensity=inf is not a finite number; allowed: a finite number > 0",
+        ),
+        (ppo_config, {"lr": tune.choice([1e-4, float("nan")])}, "reaching nan is not a finite"),
+    ],
+)
+def test_nan_and_infinite_hyperparameters_are_rejected(build, hparams, message):
+    with pytest.raises(HParamError) as err:
+        build(hparams=hparams)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("build", "hparams", "message"),
+    [
+        (
+            ppo_config,
+            {"train_batch_size_per_learner": 2**21, "minibatch_size": 64},
+            "PPO train_batch_size_per_learner=2097152 is out of range; "
+            "allowed: an integer in [1, 1048576]",
+        ),
+        (ppo_config, {"minibatch_size": 2**21}, "PPO minibatch_size=2097152 is out of range"),
+        (ppo_config, {"num_epochs": 1001}, "allowed: an integer in [1, 1000]"),
+        (ppo_config, {"num_envs_per_env_runner": 257}, "allowed: an integer in [1, 256]"),
+        (ppo_config, {"rollout_fragment_length": 2**21}, "allowed: an integer in [1, 1048576]"),
+        (dqn_config, {"replay_capacity": 10**8}, "allowed: an integer in [1, 10000000]"),
+        (dqn_config, {"epsilon_timesteps": 2**63}, "allowed: an integer in [1, 1000000000000]"),
+        (dqn_config, {"target_network_update_freq": 10**13}, "an integer in [1, 1000000000000]"),
+        (
+            dqn_config,
+            {"num_steps_sampled_before_learning_starts": 10**13},
+            "allowed: an integer in [0, 1000000000000]",
+        ),
+    ],
+)
+def test_integer_hyperparameters_have_finite_upper_bounds(build, hparams, message):
+    with pytest.raises(HParamError) as err:
+        build(hparams=hparams)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("hparams", "message"),
+    [
+        (
+            {"minibatch_size": 512.0},
+            "PPO minibatch_size=512.0 is not an integer; allowed: an integer in [1, 1048576]",
+        ),
+        ({"num_epochs": True}, "PPO num_epochs=True is not an integer"),
+        (
+            {"minibatch_size": tune.uniform(32, 256)},
+            "PPO minibatch_size=Float(32, 256) is a float search domain; allowed: an integer in "
+            "[1, 1048576] (tune.randint, tune.qrandint or tune.choice of integers)",
+        ),
+        (
+            {"minibatch_size": tune.choice([64, 128.0])},
+            "PPO minibatch_size=Categorical[64, 128.0] reaching 128.0 is not an integer",
+        ),
+    ],
+)
+def test_integer_hyperparameters_reject_floats(hparams, message):
+    with pytest.raises(HParamError) as err:
+        ppo_config(hparams=hparams)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "domain",
+    [tune.randint(32, 257), tune.qrandint(32, 256, 32), tune.choice([32, 64, 128])],
+    ids=["randint", "qrandint", "choice"],
+)
+def test_integer_search_domains_are_accepted_for_integer_hyperparameters(domain):
+    config = ppo_config(hparams={"minibatch_size": domain})
+    assert config.minibatch_size is domain
+
+
+def test_quantized_integer_domain_is_checked_at_its_inclusive_upper_end():
+    # qrandint(7, 1001, 7) can draw 1001 itself, one past num_epochs' limit of 1000.
+    with pytest.raises(HParamError, match="reaching 1001 is out of range"):
+        ppo_config(hparams={"num_epochs": tune.qrandint(7, 1001, 7)})
 
 
 def test_bad_env_config_fails_in_the_builder():

@@ -1,6 +1,7 @@
 """The ``"mario"`` env: shapes, seeding, action sets, curricula, shaping, facts and bad configs."""
 
 import collections
+import json
 
 import numpy as np
 import pytest
@@ -234,6 +235,129 @@ def test_bad_env_config_fails_with_one_clear_line(config, message):
         validate_env_config(config)
     assert message in str(err.value)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            json.loads('{"idle_penalty": NaN}'),
+            "env_config['idle_penalty']=nan is invalid; allowed: a finite number >= 0.0",
+        ),
+        (
+            json.loads('{"reward_scale": Infinity}'),
+            "env_config['reward_scale']=inf is invalid; allowed: a finite number >= 0.0",
+        ),
+        (
+            json.loads('{"reward_weights": {"death": -Infinity}}'),
+            "env_config['reward_weights.death']=-inf is invalid; allowed: a finite number",
+        ),
+        (
+            json.loads('{"reward_weights": {"time": NaN}}'),
+            "env_config['reward_weights.time']=nan is invalid; allowed: a finite number",
+        ),
+        (
+            json.loads('{"tasks": [[1, 1], [1, 2]], "task_weights": [1, NaN]}'),
+            "env_config['task_weights']=[1, nan] is invalid; allowed: a list of 2 finite",
+        ),
+        (
+            json.loads('{"tasks": [[1, 1], [1, 2]], "task_weights": [Infinity, 1]}'),
+            "env_config['task_weights']=[inf, 1] is invalid; allowed: a list of 2 finite",
+        ),
+        (
+            {"tasks": [[1, 1], [1, 2]], "task_weights": [1e308, 1e308]},
+            "with a positive finite sum",
+        ),
+    ],
+)
+def test_nan_and_infinity_are_rejected_wherever_a_number_is_accepted(config, message):
+    with pytest.raises(EnvConfigError) as err:
+        validate_env_config(config)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            {"resize": 100000},
+            "env_config['resize']=100000 is invalid; allowed: an integer in [1, 1024], "
+            "a [height, width] pair of them, or None",
+        ),
+        ({"resize": [84, 1025]}, "env_config['resize']=[84, 1025] is invalid"),
+        (
+            {"frame_stack": 65},
+            "env_config['frame_stack']=65 is invalid; allowed: an integer >= 1 and <= 64",
+        ),
+        (
+            {"frame_skip": 65},
+            "env_config['frame_skip']=65 is invalid; allowed: an integer >= 1 and <= 64",
+        ),
+        (
+            {"max_episode_steps": 10**19},
+            "env_config['max_episode_steps']=10000000000000000000 is invalid; "
+            "allowed: an integer >= 1 and <= 10000000 or None",
+        ),
+    ],
+)
+def test_integers_too_large_to_be_meant_are_rejected(config, message):
+    with pytest.raises(EnvConfigError) as err:
+        validate_env_config(config)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_largest_allowed_integers_are_accepted():
+    config = validate_env_config(
+        {"resize": [1024, 1024], "frame_stack": 64, "frame_skip": 64, "max_episode_steps": 10**7}
+    )
+    assert config.observation_shape == (1024, 1024, 64) and config.max_episode_steps == 10**7
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"stage": [1]}, "env_config['stage']=[1] is invalid; allowed: an integer"),
+        ({"stage": 1.0}, "env_config['stage']=1.0 is invalid; allowed: an integer"),
+        (
+            {"world": {"a": 1}},
+            "env_config['world']={'a': 1} is invalid; allowed: an integer, or a label string "
+            "(lost_levels: 'A'-'D')",
+        ),
+        (
+            {"game": ["smb1"]},
+            "env_config['game']=['smb1'] is invalid; allowed: smb1, lost_levels, smb2_usa, smb3",
+        ),
+        (
+            {"action_set": ["simple"]},
+            "env_config['action_set']=['simple'] is invalid; allowed: ",
+        ),
+        (
+            {"tasks": [[1, [1]]]},
+            "env_config['tasks']=[1, [1]] is invalid; allowed: a task id string or a "
+            "[world, stage] pair",
+        ),
+    ],
+)
+def test_a_list_or_dict_where_a_scalar_is_expected_fails_with_one_line(config, message):
+    with pytest.raises(EnvConfigError) as err:
+        validate_env_config(config)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"task_weights": [1]},
+        {"task": "SuperMarioBros-1-1-v0", "task_weights": [1]},
+        {"world": 1, "stage": 2, "task_weights": [1]},
+    ],
+)
+def test_task_weights_without_tasks_fails_instead_of_being_ignored(config):
+    with pytest.raises(EnvConfigError) as err:
+        validate_env_config(config)
+    assert str(err.value) == (
+        "env_config['task_weights']=[1] is invalid; allowed: only together with env_config['tasks']"
+    )
 
 
 def test_lost_levels_worlds_accept_labels_and_rom_numbers():

@@ -17,6 +17,7 @@ import pytest
 
 from sweeps.ppo_lr_entropy import SWEEP as PPO_SWEEP
 from sweeps.runner import main
+from tests import wandb_files
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -330,3 +331,109 @@ def test_every_sweep_script_has_help(tmp_path):
             continue
         done = run_sweep(f"sweeps/{script.name}", "--help", tmp_path=tmp_path, timeout=120)
         assert done.returncode == 0 and "--num-samples" in done.stdout, script.name
+
+
+def start_sweep(args: list[str], tmp_path: Path) -> subprocess.Popen:
+    """A sweep driver in its own process group, as a terminal's foreground job is."""
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "sweeps/ppo_lr_entropy.py"), *args],
+        cwd=REPO,
+        env=sweep_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def wait_for_iterations(db_url: str, driver: subprocess.Popen, count: int) -> None:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and driver.poll() is None:
+        if (
+            sweep_rows(db_url)
+            and rows(db_url, "SELECT count(*) FROM mario_sweeps.iterations")[0][0] >= count
+        ):
+            return
+        time.sleep(0.5)
+    raise AssertionError("the sweep ended or stalled before it could be interrupted")
+
+
+INTERRUPTIBLE = [
+    "--smoke",
+    "--num-samples",
+    "2",
+    "--max-concurrent",
+    "2",
+    "--max-env-steps",
+    "20000",
+    "--name",
+    "interruptible",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.faults
+def test_one_ctrl_c_ends_the_sweep_in_seconds_with_complete_rows_and_w_and_b_files_and_it_resumes(
+    fresh_db_url, tmp_path
+):
+    args = [*INTERRUPTIBLE, "--db-url", fresh_db_url, "--wandb-mode", "offline"]
+    driver = start_sweep(args, tmp_path)
+    try:
+        wait_for_iterations(fresh_db_url, driver, 4)
+        os.killpg(driver.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        interrupted_at = time.monotonic()
+        output, _ = driver.communicate(timeout=120)
+        took = time.monotonic() - interrupted_at
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    assert driver.returncode == 130, output[-3000:]
+    assert took < 60, f"one Ctrl-C took {took:.0f} s to end the sweep"
+    [(sweep_id, _, status)] = sweep_rows(fresh_db_url)
+    assert status == "interrupted"
+    states = rows(
+        fresh_db_url, "SELECT status FROM mario_sweeps.trials WHERE sweep_id = %s", sweep_id
+    )
+    assert states and {s for (s,) in states} <= {"interrupted", "terminated"}
+    assert ("interrupted",) in states
+    # Every iteration the database has, the trial's W&B offline run has too.
+    experiment = tmp_path / "state" / "ray_results" / "interruptible"
+    for trial_id, iterations in rows(
+        fresh_db_url,
+        "SELECT trial_id, array_agg(training_iteration ORDER BY training_iteration)"
+        " FROM mario_sweeps.iterations WHERE sweep_id = %s GROUP BY trial_id",
+        sweep_id,
+    ):
+        [run_file] = experiment.glob(f"*_{trial_id}/wandb/offline-run-*/run-*.wandb")
+        logged = [h["training_iteration"] for h in wandb_files.history(run_file)]
+        assert logged == iterations
+
+    done = run_sweep("sweeps/ppo_lr_entropy.py", *args, "--resume", tmp_path=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sweep_rows(fresh_db_url)[0][2] == "finished"
+    for trial_id, episodes, lifetime in rows(
+        fresh_db_url,
+        "SELECT t.trial_id, (SELECT count(*) FROM mario_sweeps.episodes e"
+        "   WHERE e.sweep_id = t.sweep_id AND e.trial_id = t.trial_id),"
+        " (SELECT (result->'env_runners'->>'num_episodes_lifetime')::float"
+        "   FROM mario_sweeps.iterations i WHERE i.sweep_id = t.sweep_id"
+        "   AND i.trial_id = t.trial_id ORDER BY training_iteration DESC LIMIT 1)"
+        " FROM mario_sweeps.trials t",
+    ):
+        assert episodes == lifetime, trial_id
+
+
+@pytest.mark.slow
+@pytest.mark.faults
+def test_sigterm_is_an_interruption_too(fresh_db_url, tmp_path):
+    args = [*INTERRUPTIBLE, "--db-url", fresh_db_url, "--wandb-mode", "disabled"]
+    driver = start_sweep(args, tmp_path)
+    try:
+        wait_for_iterations(fresh_db_url, driver, 2)
+        driver.send_signal(signal.SIGTERM)  # what a scheduler or `kill` sends the driver
+        output, _ = driver.communicate(timeout=120)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    assert driver.returncode == 130, output[-3000:]
+    assert sweep_rows(fresh_db_url)[0][2] == "interrupted"
