@@ -232,7 +232,9 @@ def parse_options(sweep: Sweep, argv: list[str] | None = None, *, name_suffix: s
         gpus_per_learner=args.gpus_per_learner,
         env_config=env_config,
         hparams={**sweep.hparams, **(sweep.smoke.hparams if args.smoke else {})},
-        command=_command(parser, args, prog=sys.argv[0] if argv is None else parser.prog),
+        command=_command(
+            parser, args, prog=sys.argv[0] if argv is None else f"sweeps/{sweep.name}.py"
+        ),
     )
     algorithm_config(options)  # hyperparameters and search space checked here, before Ray
     if options.resume and not _can_restore(options.experiment_dir):
@@ -565,6 +567,15 @@ def run(options: Options) -> int:
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         ray.shutdown()  # each sweep of sweeps/dqn_vs_ppo.py gets its own Ray session
+
+
+def warn_about_password(db_url: str) -> None:
+    """One masked line: a URL password is visible in process lists and Ray's job API."""
+    if has_password(db_url):
+        print(
+            f"warning: the database URL carries a password ({mask_url(db_url)}); {PASSWORD_ADVICE}",
+            file=sys.stderr,
+        )
 
 
 def _print_header(options: Options, dashboard: str, db_url: str) -> None:

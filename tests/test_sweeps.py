@@ -274,6 +274,20 @@ def test_resume_after_the_driver_is_killed_finishes_without_duplicate_rows(fresh
         (["--task", "SuperMarioBros-9-9-v0"], "task='SuperMarioBros-9-9-v0' is not a registered"),
         (["--resume", "--name", "never-ran"], "--resume: no interrupted sweep 'never-ran'"),
         (["--gpus-per-learner", "-1"], "--gpus-per-learner -1.0 is not allowed"),
+        (["--gpus-per-learner", "nan"], "--gpus-per-learner nan is not allowed"),
+        (["--gpus-per-learner", "inf"], "--gpus-per-learner inf is not allowed"),
+        (["--name", "ok\n"], "--name 'ok\\n' is not allowed"),
+        (["--max-env-steps", str(10**30)], "--max-env-steps 1000000000000000000000000000000 is"),
+        (["--num-samples", str(10**9)], "--num-samples 1000000000 is not allowed"),
+        (["--env-config", '{"idle_penalty": NaN}'], "NaN is not a finite number"),
+        (["--env-config", '{"reward_scale": Infinity}'], "Infinity is not a finite number"),
+        (["--env-config", '{"stage": [1]}'], "env_config['stage']=[1] is invalid"),
+        (["--env-config", '{"task_weights": [1]}'], "only together with env_config['tasks']"),
+        (["--env-config", '{"resize": 100000}'], "env_config['resize']=100000 is invalid"),
+        (["--storage-path", ""], "--storage-path '' is not allowed"),
+        (["--storage-path", "ftp://host/x"], "--storage-path 'ftp://host/x' is not allowed"),
+        (["--storage-path", "/proc/self/status/x"], "is not a directory"),
+        (["--address", "127.0.0.1:1\n"], "--address '127.0.0.1:1\\n' is not allowed"),
     ],
 )
 def test_bad_cli_values_fail_with_one_line_and_leave_no_sweep_row(
@@ -285,7 +299,100 @@ def test_bad_cli_values_fail_with_one_line_and_leave_no_sweep_row(
     assert main(PPO_SWEEP, argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err
-    assert sweep_rows(fresh_db_url) == []
+    assert_nothing_written(fresh_db_url, tmp_path)
+
+
+def assert_nothing_written(db_url: str, state: Path) -> None:
+    """No sweep row, no Optuna study, no experiment directory."""
+    assert sweep_rows(db_url) == []
+    studies = rows(db_url, "SELECT to_regclass('public.studies') IS NOT NULL")[0][0]
+    assert not studies or rows(db_url, "SELECT count(*) FROM studies") == [(0,)]
+    results = state / "ray_results"
+    assert not results.exists() or not any(results.iterdir())
+
+
+def test_a_storage_path_that_is_a_file_or_unwritable_fails_before_anything_is_written(
+    fresh_db_url, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv("MARIO_SWEEPS_STATE_DIR", str(tmp_path))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for path, message in [(blocker, "is not a directory"), (blocker / "x", "is not a directory")]:
+        argv = ["--db-url", fresh_db_url, "--storage-path", str(path)]
+        assert main(PPO_SWEEP, argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and "\n" not in err
+    assert_nothing_written(fresh_db_url, tmp_path)
+
+
+def test_wandb_online_without_an_api_key_fails_before_anything_is_written(
+    fresh_db_url, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv("MARIO_SWEEPS_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc from a wandb login
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    assert main(PPO_SWEEP, ["--db-url", fresh_db_url, "--wandb-mode", "online"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--wandb-mode online needs a W&B API key" in err and "\n" not in err
+    assert_nothing_written(fresh_db_url, tmp_path)
+
+
+def test_an_unreachable_address_fails_in_seconds_and_leaves_the_name_free(
+    fresh_db_url, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv("MARIO_SWEEPS_STATE_DIR", str(tmp_path))
+    started = time.monotonic()
+    assert main(PPO_SWEEP, ["--db-url", fresh_db_url, "--address", "127.0.0.1:1"]) == 2
+    assert time.monotonic() - started < 30
+    err = capsys.readouterr().err.strip()
+    assert "--address '127.0.0.1:1' is not reachable" in err and "\n" not in err
+    assert_nothing_written(fresh_db_url, tmp_path)
+
+
+def test_a_gpu_learner_on_a_machine_without_gpus_fails_instead_of_pending_forever(
+    fresh_db_url, tmp_path, capsys, monkeypatch
+):
+    import ray
+
+    if ray.is_initialized():
+        pytest.skip("needs its own Ray session")
+    monkeypatch.setenv("MARIO_SWEEPS_STATE_DIR", str(tmp_path))
+    assert main(PPO_SWEEP, ["--db-url", fresh_db_url, "--gpus-per-learner", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "the Ray cluster has 0 GPUs" in err and "\n" not in err
+    assert not ray.is_initialized()
+    assert_nothing_written(fresh_db_url, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        ["--db-url", "{url}"],
+        ["--db-url={url}"],
+        ["--db", "{url}"],
+        ["--db={url}"],
+        ["--db-u", "{url}"],
+    ],
+)
+def test_the_stored_launch_command_never_holds_the_password_however_the_flag_is_spelled(
+    spelling, fresh_db_url
+):
+    from sweeps.runner import parse_options
+
+    url = fresh_db_url.replace("postgres:@", "postgres:s3cr%40t-pw@") + "&password=other-pw"
+    options = parse_options(PPO_SWEEP, [s.format(url=url) for s in spelling] + ["--smoke"])
+    assert "s3cr" not in options.command and "other-pw" not in options.command
+    assert "--db-url 'postgresql://postgres:***@" in options.command
+    assert options.command.endswith("--smoke")
+
+
+def test_a_password_in_the_url_is_warned_about_masked_at_start(fresh_db_url, capsys):
+    from sweeps import runner
+
+    url = fresh_db_url.replace("postgres:@", "postgres:visible-pw@")
+    runner.warn_about_password(url)
+    err = capsys.readouterr().err.strip()
+    assert "PGPASSWORD" in err and "visible-pw" not in err and "***" in err and "\n" not in err
 
 
 def test_unreachable_database_fails_before_ray_starts(tmp_path, capsys, monkeypatch):
@@ -437,3 +544,28 @@ def test_sigterm_is_an_interruption_too(fresh_db_url, tmp_path):
             os.killpg(driver.pid, signal.SIGKILL)
     assert driver.returncode == 130, output[-3000:]
     assert sweep_rows(fresh_db_url)[0][2] == "interrupted"
+
+
+def test_dqn_vs_ppo_checks_both_names_before_running_either(
+    fresh_db_url, tmp_path, capsys, monkeypatch
+):
+    from callbacks.store import ResultsStore, prepare_database
+    from sweeps import dqn_vs_ppo, runner
+
+    prepare_database(fresh_db_url)
+    with ResultsStore(fresh_db_url) as store:
+        store.start_sweep(name="cmp-dqn", algo="DQN", search_space={}, metric="m", mode="max")
+    monkeypatch.setenv("MARIO_SWEEPS_STATE_DIR", str(tmp_path))
+    monkeypatch.setattr(runner, "connect_ray", lambda options: pytest.fail("Ray was started"))
+    assert runner.compare(dqn_vs_ppo.SWEEPS, ["--db-url", fresh_db_url, "--name", "cmp"]) == 2
+    assert "'cmp-dqn' already exists" in capsys.readouterr().err
+    assert [name for _, name, _ in sweep_rows(fresh_db_url)] == ["cmp-dqn"]
+
+
+def test_dqn_vs_ppo_resumes_a_custom_named_comparison_by_its_sweeps_names(tmp_path, monkeypatch):
+    from sweeps import dqn_vs_ppo
+    from sweeps.runner import SweepError, parse_options
+
+    monkeypatch.setenv("MARIO_SWEEPS_STATE_DIR", str(tmp_path))
+    with pytest.raises(SweepError, match="no interrupted sweep 'cmp-ppo'"):
+        parse_options(dqn_vs_ppo.SWEEPS[0], ["--resume", "--name", "cmp"], name_suffix="-ppo")
