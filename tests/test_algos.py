@@ -308,3 +308,31 @@ def test_default_trial_fits_in_one_cpu():
     for algo_class, build in ((PPO, ppo_config), (DQN, dqn_config)):
         request = algo_class.default_resource_request(build())
         assert request.required_resources.get("CPU") == 1.0
+
+
+def test_the_fast_learner_path_updates_parameters_exactly_as_rllibs_own_path():
+    """``_FastTorchLearner.apply_gradients`` uses RLlib internals (``_params``,
+    ``_module_optimizers``); if RLlib changes under it, this fails before a sweep learns wrong."""
+    import copy
+
+    import torch
+    from ray.rllib.core.learner.torch.torch_learner import TorchLearner
+
+    from envs import MarioEnv
+
+    register_mario_env()
+    env = MarioEnv()
+    spaces = (env.observation_space, env.action_space)
+    learner = ppo_config(hparams={"lr": 1e-3}).build_learner(
+        spaces={"__env__": spaces, "default_policy": spaces}
+    )
+    env.close()
+    before = {pid: p.detach().clone() for pid, p in learner._params.items()}
+    grads = {pid: torch.randn_like(p) for pid, p in learner._params.items()}
+    state = copy.deepcopy(learner.get_state())
+    learner.apply_gradients(grads)
+    fast = {pid: p.detach().clone() for pid, p in learner._params.items()}
+    learner.set_state(state)
+    TorchLearner.apply_gradients(learner, grads)
+    assert all(torch.equal(fast[pid], p.detach()) for pid, p in learner._params.items())
+    assert any(not torch.equal(fast[pid], before[pid]) for pid in before)

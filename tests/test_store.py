@@ -526,3 +526,34 @@ def test_the_episodes_table_has_exactly_the_episode_records_fields(fresh_db_url)
 @pytest.mark.parametrize("module", [connection, tables, records, outbox])
 def test_the_docstring_examples_run(module):
     assert doctest.testmod(module).failed == 0
+
+
+def test_an_empty_sweep_row_of_a_failed_start_does_not_block_its_name(store, fresh_db_url):
+    with psycopg2.connect(fresh_db_url) as conn, conn.cursor() as cur:
+        cur.execute("DELETE FROM mario_sweeps.trials")  # the start never got a trial going
+    store.finish_sweep("failed")
+    again = ResultsStore(fresh_db_url, spill_dir=store.outbox.spill_path.parent)
+    sweep_id = again.start_sweep(
+        name="ppo-lr", algo="PPO", search_space={}, metric="mario/x", mode="max"
+    )
+    again.close()
+    assert scalar(
+        fresh_db_url, "SELECT array[id, count(*) OVER ()]::text FROM mario_sweeps.sweeps"
+    ) == (f"{{{sweep_id},1}}")
+
+
+def test_a_failed_sweep_with_trials_still_blocks_its_name_and_says_what_works(
+    store, fresh_db_url, tmp_path
+):
+    store.finish_sweep("failed")
+    with pytest.raises(StoreError, match="continue it with --resume --name ppo-lr, or pick a new"):
+        new_store(fresh_db_url, tmp_path)
+
+
+def test_a_search_space_is_stored_as_data_not_as_an_object_repr():
+    from ray import tune
+
+    assert json_safe({"lr": tune.loguniform(1e-5, 1e-3), "n": tune.choice([1, 3])}) == {
+        "lr": {"type": "float", "low": 1e-5, "high": 1e-3, "log": True},
+        "n": {"type": "categorical", "choices": [1, 3], "log": False},
+    }

@@ -198,27 +198,35 @@ class ResultsStore:
         """
         if mode not in ("max", "min"):
             raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+        insert = (
+            "INSERT INTO mario_sweeps.sweeps (name, algo, search_space, metric, mode,"
+            " scheduler, command, ray_address, code_version, status)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'running')"
+            " ON CONFLICT (name) DO NOTHING RETURNING id"
+        )
+        values = (
+            name,
+            algo,
+            Json(json_safe(search_space)),
+            metric,
+            mode,
+            Json(json_safe(scheduler)),
+            command,
+            ray_address,
+            code_version,
+        )
         with self._transaction() as cur:
-            cur.execute(
-                "INSERT INTO mario_sweeps.sweeps (name, algo, search_space, metric, mode,"
-                " scheduler, command, ray_address, code_version, status)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'running')"
-                " ON CONFLICT (name) DO NOTHING RETURNING id",
-                (
-                    name,
-                    algo,
-                    Json(json_safe(search_space)),
-                    metric,
-                    mode,
-                    Json(json_safe(scheduler)),
-                    command,
-                    ray_address,
-                    code_version,
-                ),
-            )
+            cur.execute(insert, values)
             row = cur.fetchone()
             if row is None and not resume:
-                raise StoreError(_taken_message(_sweep_info(cur, name)))
+                info = _sweep_info(cur, name)
+                if not _reusable(info):
+                    raise StoreError(_taken_message(info))
+                # A start that never got a trial going (e.g. Tune failed in its setup) left an
+                # empty row: it holds nothing, so it must not block the name.
+                cur.execute("DELETE FROM mario_sweeps.sweeps WHERE id = %s", (info["id"],))
+                cur.execute(insert, values)
+                row = cur.fetchone()
             if row is None:
                 cur.execute(
                     "UPDATE mario_sweeps.sweeps SET status = 'running', finished_at = NULL"
@@ -319,6 +327,11 @@ def _sweep_info(cur: Any, name: str) -> dict[str, Any] | None:
     return {"name": name, "id": row[0], "status": row[1], "started_at": row[2], "trials": row[3]}
 
 
+def _reusable(info: Mapping[str, Any]) -> bool:
+    """A sweep row that ended before any trial started holds nothing worth keeping."""
+    return info["trials"] == 0 and info["status"] in ("failed", "interrupted")
+
+
 def _taken_message(info: Mapping[str, Any]) -> str:
     return (
         f"a sweep named {info['name']!r} already exists (id {info['id']}, {info['status']}, "
@@ -328,11 +341,13 @@ def _taken_message(info: Mapping[str, Any]) -> str:
 
 
 def find_sweep(db_url: str, name: str) -> dict[str, Any] | None:
-    """The sweep row named ``name`` (id, status, started_at, trials), or None. Read-only."""
+    """The sweep row named ``name`` (id, status, started_at, trials), or None if there is none
+    or only an empty one a new start may replace. Read-only."""
     conn = _one_shot(db_url)
     try:
         with conn, conn.cursor() as cur:
-            return _sweep_info(cur, name)
+            info = _sweep_info(cur, name)
+            return None if info is None or _reusable(info) else info
     finally:
         conn.close()
 
