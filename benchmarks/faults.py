@@ -112,11 +112,25 @@ def stored_counts(db_url: str, sweep_name: str) -> dict[str, dict]:
     return out
 
 
+def tiny_ppo(**hparams):
+    """PPO with short episodes and small batches, recording episodes: a fault lands quickly."""
+    from algos import ppo_config
+    from callbacks.episode_recorder import EpisodeRecorder
+
+    defaults = {
+        "train_batch_size_per_learner": 256,
+        "minibatch_size": 128,
+        "num_envs_per_env_runner": 2,
+        "num_epochs": 1,
+    }
+    return ppo_config(
+        env_config={"max_episode_steps": 48}, hparams={**defaults, **hparams}
+    ).callbacks(EpisodeRecorder)
+
+
 def run(*, trials: int, iterations: int, faults: int, seed: int, db_url: str, storage: str):
     from ray.rllib.algorithms.ppo import PPO
 
-    from algos import ppo_config
-    from callbacks.episode_recorder import EpisodeRecorder
     from callbacks.postgres_callback import PostgresCallback
     from callbacks.store import prepare_database
     from envs import register_mario_env
@@ -127,16 +141,7 @@ def run(*, trials: int, iterations: int, faults: int, seed: int, db_url: str, st
     injector = FaultInjector(
         random_schedule(trials=trials, iterations=iterations, faults=faults, seed=seed), seed=seed
     )
-    config = ppo_config(
-        env_config={"max_episode_steps": 48},
-        hparams={
-            "train_batch_size_per_learner": 256,
-            "minibatch_size": 128,
-            "num_envs_per_env_runner": 2,
-            "num_epochs": 1,
-            "seed": tune.randint(0, 10_000),
-        },
-    ).callbacks(EpisodeRecorder)
+    config = tiny_ppo(seed=tune.randint(0, 10_000))
     sweep = {"name": name, "algo": "PPO", "search_space": {}, "metric": "mario/x_pos_smoothed"}
     grid = tune.Tuner(
         PPO,

@@ -12,9 +12,7 @@ import pytest
 from ray import tune
 from ray.rllib.algorithms.ppo import PPO
 
-from algos import ppo_config
-from benchmarks.faults import processes
-from callbacks.episode_recorder import EpisodeRecorder
+from benchmarks.faults import processes, tiny_ppo
 from callbacks.postgres_callback import PostgresCallback
 from callbacks.store import connect, prepare_database
 from envs import register_mario_env
@@ -47,15 +45,7 @@ def run_ppo(db_url: str, tmp_path, killer: KillAfter):
     register_mario_env()
     prepare_database(db_url)
     name = f"fault-{uuid.uuid4().hex[:6]}"
-    config = ppo_config(
-        env_config={"max_episode_steps": 40},
-        hparams={
-            "train_batch_size_per_learner": 256,
-            "minibatch_size": 128,
-            "num_envs_per_env_runner": 2,
-            "num_epochs": 1,
-        },
-    ).callbacks(EpisodeRecorder)
+    config = tiny_ppo()
     sweep = {"name": name, "algo": "PPO", "search_space": {}, "metric": METRIC, "mode": "max"}
     grid = tune.Tuner(
         PPO,
@@ -150,10 +140,7 @@ def test_an_unwritable_spill_dir_during_an_outage_warns_once_and_counts_the_rows
         callback = PostgresCallback(
             db_url=db_url, sweep=sweep, spill_dir=blocker / "spill", flush_timeout_s=1
         )
-        config = ppo_config(
-            env_config={"max_episode_steps": 40},
-            hparams={"train_batch_size_per_learner": 128, "minibatch_size": 64, "num_epochs": 1},
-        ).callbacks(EpisodeRecorder)
+        config = tiny_ppo(train_batch_size_per_learner=128, minibatch_size=64)
         grid = tune.Tuner(
             PPO,
             param_space=config,

@@ -127,12 +127,17 @@ def test_refused_ops_go_to_the_rejected_file_and_the_others_are_still_sent(tmp_p
     assert json.loads(rejected[1])["rows"] == [{"t": "bad"}] and box.rejected_rows == 1
 
 
-def unwritable(path):
-    """A spill path under a regular file: no user, root included, can create it."""
-    blocker = path / "not-a-directory"
-    blocker.parent.mkdir(parents=True, exist_ok=True)
+def unspillable(tmp_path, destination, *, max_buffer_rows: int) -> Outbox:
+    """An outbox whose spill path is under a regular file: nobody, root included, can create it."""
+    blocker = tmp_path / "not-a-directory"
     blocker.write_text("")
-    return blocker / "sweep-1.jsonl"
+    return Outbox(
+        destination,
+        spill_path=blocker / "sweep-1.jsonl",
+        rejected_path=tmp_path / "rejected.jsonl",
+        retry_interval_s=0,
+        max_buffer_rows=max_buffer_rows,
+    )
 
 
 def test_an_unwritable_spill_file_warns_once_keeps_rows_in_memory_and_counts_what_is_lost(
@@ -140,13 +145,7 @@ def test_an_unwritable_spill_file_warns_once_keeps_rows_in_memory_and_counts_wha
 ):
     destination = Destination()
     destination.away = True
-    box = Outbox(
-        destination,
-        spill_path=unwritable(tmp_path),
-        rejected_path=tmp_path / "rejected.jsonl",
-        retry_interval_s=0,
-        max_buffer_rows=2,
-    )
+    box = unspillable(tmp_path, destination, max_buffer_rows=2)
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         for i in range(6):
             box.submit("episodes", [{"n": i}])
@@ -161,13 +160,7 @@ def test_an_unwritable_spill_file_warns_once_keeps_rows_in_memory_and_counts_wha
 def test_past_ten_buffers_in_memory_the_oldest_rows_are_dropped_and_counted(tmp_path):
     destination = Destination()
     destination.away = True
-    box = Outbox(
-        destination,
-        spill_path=unwritable(tmp_path),
-        rejected_path=tmp_path / "rejected.jsonl",
-        retry_interval_s=0,
-        max_buffer_rows=1,
-    )
+    box = unspillable(tmp_path, destination, max_buffer_rows=1)
     for i in range(15):
         box.submit("episodes", [{"n": i}])
     assert box.lost_rows == 5 and box.pending_rows == 10

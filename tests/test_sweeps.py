@@ -196,14 +196,7 @@ def test_resume_after_the_driver_is_killed_finishes_without_duplicate_rows(fresh
         "--name",
         "resumable",
     ]
-    driver = subprocess.Popen(
-        [sys.executable, str(REPO / "sweeps/ppo_lr_entropy.py"), *args],
-        cwd=REPO,
-        env=sweep_env(tmp_path),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    driver = start_sweep(args, tmp_path)
     deadline = time.monotonic() + 300
     try:
         while time.monotonic() < deadline and driver.poll() is None:
@@ -441,16 +434,21 @@ def test_every_sweep_script_has_help(tmp_path):
 
 
 def start_sweep(args: list[str], tmp_path: Path) -> subprocess.Popen:
-    """A sweep driver in its own process group, as a terminal's foreground job is."""
+    """A sweep driver in its own process group, as a terminal's foreground job is; its output
+    goes to ``tmp_path / "driver.log"`` (a pipe nobody reads would fill and stall it)."""
+    log = (tmp_path / "driver.log").open("w")
     return subprocess.Popen(
         [sys.executable, str(REPO / "sweeps/ppo_lr_entropy.py"), *args],
         cwd=REPO,
         env=sweep_env(tmp_path),
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
-        text=True,
         start_new_session=True,
     )
+
+
+def driver_output(tmp_path: Path) -> str:
+    return (tmp_path / "driver.log").read_text()[-3000:]
 
 
 def wait_for_iterations(db_url: str, driver: subprocess.Popen, count: int) -> None:
@@ -489,12 +487,12 @@ def test_one_ctrl_c_ends_the_sweep_in_seconds_with_complete_rows_and_w_and_b_fil
         wait_for_iterations(fresh_db_url, driver, 4)
         os.killpg(driver.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         interrupted_at = time.monotonic()
-        output, _ = driver.communicate(timeout=120)
+        driver.wait(timeout=120)
         took = time.monotonic() - interrupted_at
     finally:
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
-    assert driver.returncode == 130, output[-3000:]
+    assert driver.returncode == 130, driver_output(tmp_path)
     assert took < 60, f"one Ctrl-C took {took:.0f} s to end the sweep"
     [(sweep_id, _, status)] = sweep_rows(fresh_db_url)
     assert status == "interrupted"
@@ -538,11 +536,11 @@ def test_sigterm_is_an_interruption_too(fresh_db_url, tmp_path):
     try:
         wait_for_iterations(fresh_db_url, driver, 2)
         driver.send_signal(signal.SIGTERM)  # what a scheduler or `kill` sends the driver
-        output, _ = driver.communicate(timeout=120)
+        driver.wait(timeout=120)
     finally:
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
-    assert driver.returncode == 130, output[-3000:]
+    assert driver.returncode == 130, driver_output(tmp_path)
     assert sweep_rows(fresh_db_url)[0][2] == "interrupted"
 
 
