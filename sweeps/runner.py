@@ -45,6 +45,7 @@ from callbacks.store import (
     validate_db_url,
 )
 from envs import EnvConfigError, register_mario_env, validate_env_config
+from sweeps.console import quiet_ray_notices
 from sweeps.spec import Sweep
 
 __all__ = ["Options", "SweepError", "build_tuner", "main", "parse_options", "run"]
@@ -85,6 +86,9 @@ class Options:
     hparams: dict
     command: str
     """The launch command rebuilt from the parsed options, password masked (stored on the row)."""
+    eval_episodes: int
+    """Episodes the best checkpoint plays at the end (0: no evaluation)."""
+    eval_sample: bool
 
     @property
     def experiment_dir(self) -> str:
@@ -135,6 +139,14 @@ def _parser(sweep: Sweep) -> argparse.ArgumentParser:
     p.add_argument("--env-config", help="JSON object merged into the sweep's env_config")
     p.add_argument(
         "--gpus-per-learner", type=float, default=0.0, help="GPUs for each trial's learner"
+    )
+    p.add_argument(
+        "--eval-episodes",
+        type=int,
+        help="episodes to play with the best checkpoint at the end (default 5, --smoke 1; 0: off)",
+    )
+    p.add_argument(
+        "--eval-sample", action="store_true", help="also evaluate sampling from the policy"
     )
     return p
 
@@ -235,6 +247,8 @@ def parse_options(sweep: Sweep, argv: list[str] | None = None, *, name_suffix: s
         command=_command(
             parser, args, prog=sys.argv[0] if argv is None else f"sweeps/{sweep.name}.py"
         ),
+        eval_episodes=_eval_episodes(args.eval_episodes, smoke=args.smoke),
+        eval_sample=args.eval_sample,
     )
     algorithm_config(options)  # hyperparameters and search space checked here, before Ray
     if options.resume and not _can_restore(options.experiment_dir):
@@ -243,6 +257,16 @@ def parse_options(sweep: Sweep, argv: list[str] | None = None, *, name_suffix: s
             "allowed: the --name of a sweep started before with the same --storage-path"
         )
     return options
+
+
+def _eval_episodes(value: int | None, *, smoke: bool) -> int:
+    if value is None:
+        return 1 if smoke else 5
+    if not 0 <= value <= 1_000:
+        raise SweepError(
+            f"--eval-episodes {value} is not allowed; allowed: an integer in [0, 1,000]"
+        )
+    return value
 
 
 def _wandb_logged_in() -> bool:
@@ -350,7 +374,11 @@ def connect_ray(options: Options) -> str:
     """Join the cluster (checked reachable first) or start a local Ray; return the dashboard."""
     import ray
 
-    runtime_env = {"env_vars": {"PYTHONWARNINGS": "ignore::DeprecationWarning"}}
+    quiet_ray_notices()
+    runtime_env = {
+        "env_vars": {"PYTHONWARNINGS": "ignore::DeprecationWarning"},
+        "worker_process_setup_hook": "sweeps.console.quiet_ray_notices",
+    }
     if options.address not in (None, "auto", "local"):
         _check_reachable(options.address)
     if options.address is not None:
@@ -555,6 +583,7 @@ def run(options: Options) -> int:
             set_sweep_status(db_url, options.name, "failed")
             raise
         print(leaderboard(db_url, options.name))
+        evaluate_at_end(options, db_url)
         sweep = find_sweep(db_url, options.name)
         if sweep is not None and sweep["status"] == "interrupted":
             print(f"interrupted: continue with --resume --name {options.name}", file=sys.stderr)
@@ -567,6 +596,27 @@ def run(options: Options) -> int:
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         ray.shutdown()  # each sweep of sweeps/dqn_vs_ppo.py gets its own Ray session
+
+
+def evaluate_at_end(options: Options, db_url: str) -> None:
+    """Play the best checkpoint (``--eval-episodes``), store the episodes, keep the video."""
+    from sweeps.evaluation import evaluate_best
+
+    if not options.eval_episodes:
+        return
+    experiment = None if "://" in options.storage_path else Path(options.experiment_dir)
+    out_dir = experiment or default_state_dir() / "reports" / options.name
+    for evaluation in evaluate_best(
+        db_url,
+        options.name,
+        episodes=options.eval_episodes,
+        sample=options.eval_sample,
+        out_dir=out_dir,
+        wandb_mode=options.wandb_mode,
+        wandb_project=options.wandb_project,
+        experiment_dir=experiment,
+    ):
+        print(evaluation.summary())
 
 
 def warn_about_password(db_url: str) -> None:

@@ -67,4 +67,10 @@ def _ensure_database(admin_url: str, name: str) -> None:
 
 
 if __name__ == "__main__":
-    print(embedded_db_url())
+    import sys
+
+    from callbacks.store.connection import sqlalchemy_url
+
+    url = embedded_db_url()
+    # --sqlalchemy: the form Optuna and optuna-dashboard take.
+    print(sqlalchemy_url(url) if "--sqlalchemy" in sys.argv[1:] else url)

@@ -126,10 +126,33 @@ CREATE INDEX episodes_trial_iteration
     ON mario_sweeps.episodes (sweep_id, trial_id, training_iteration);
 """
 
+# The end-of-sweep evaluation of the best checkpoint: one row per played episode, greedy and
+# sampled apart, so a report can show what the agent does beside what it did in training.
+_V3_EVALUATIONS = """
+CREATE TABLE mario_sweeps.evaluations (
+    sweep_id        integer NOT NULL,
+    trial_id        text NOT NULL,
+    checkpoint      text NOT NULL,
+    policy          text NOT NULL CHECK (policy IN ('greedy', 'sample')),
+    episode         integer NOT NULL,
+    task_id         text,
+    episode_return  double precision,
+    x_pos           integer,
+    flag_get        boolean,
+    length          integer,
+    video           text,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (sweep_id, trial_id, checkpoint, policy, episode),
+    FOREIGN KEY (sweep_id, trial_id)
+        REFERENCES mario_sweeps.trials (sweep_id, trial_id) ON DELETE CASCADE
+);
+"""
+
 # (version, SQL) in order; version N's SQL upgrades a database at version N-1.
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, _V1_TABLES),
     (2, _V2_GAME_AND_TASK),
+    (3, _V3_EVALUATIONS),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

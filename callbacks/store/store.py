@@ -28,7 +28,7 @@ from callbacks.store.errors import StoreError, StoreUnavailable, one_line
 from callbacks.store.outbox import Op, Outbox
 from callbacks.store.tables import ITERATION_COLUMNS, TRIAL_COLUMNS, WRITERS, json_safe
 
-__all__ = ["SWEEP_STATUSES", "ResultsStore", "find_sweep", "set_sweep_status"]
+__all__ = ["SWEEP_STATUSES", "ResultsStore", "best_trial", "find_sweep", "set_sweep_status"]
 
 logger = logging.getLogger(__name__)
 
@@ -282,6 +282,13 @@ class ResultsStore:
         rows = [{"sweep_id": sweep_id, "trial_id": trial_id, **record} for record in records]
         self.outbox.submit("episodes", rows)
 
+    def write_evaluations(self, trial_id: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Upsert evaluation episodes (see ``EVALUATION_COLUMNS``) of one trial's checkpoint."""
+        sweep_id = self._require_sweep()
+        full = [json_safe({"sweep_id": sweep_id, "trial_id": trial_id, **row}) for row in rows]
+        if full:
+            self.outbox.submit("evaluations", full)
+
     # -- buffering ---------------------------------------------------------------------------
 
     def flush(self, timeout_s: float = 30.0) -> int:
@@ -348,6 +355,26 @@ def find_sweep(db_url: str, name: str) -> dict[str, Any] | None:
         with conn, conn.cursor() as cur:
             info = _sweep_info(cur, name)
             return None if info is None or _reusable(info) else info
+    finally:
+        conn.close()
+
+
+def best_trial(db_url: str, name: str) -> tuple[str, str] | None:
+    """(trial id, best checkpoint) of the sweep's best trial that has a checkpoint on record, by
+    the sweep's metric and mode; None if no trial has one. Read-only."""
+    conn = _one_shot(db_url)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT t.trial_id, t.best_checkpoint FROM mario_sweeps.trials t"
+                " JOIN mario_sweeps.sweeps s ON s.id = t.sweep_id"
+                " WHERE s.name = %s AND t.best_checkpoint IS NOT NULL"
+                " ORDER BY CASE WHEN s.mode = 'max' THEN -t.best_metric ELSE t.best_metric END"
+                " NULLS LAST, t.trial_id LIMIT 1",
+                (name,),
+            )
+            row = cur.fetchone()
+            return None if row is None else (row[0], row[1])
     finally:
         conn.close()
 

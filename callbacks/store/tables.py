@@ -25,6 +25,7 @@ from callbacks.records import EPISODE_COLUMNS, EPISODES_KEY, lookup, metric_key
 
 __all__ = [
     "EPISODE_COLUMNS",
+    "EVALUATION_COLUMNS",
     "ITERATION_COLUMNS",
     "TRIAL_COLUMNS",
     "WRITERS",
@@ -63,6 +64,17 @@ ITERATION_COLUMNS = (
     "time_total_s",
     "node_ip",
     "result",
+)
+EVALUATION_COLUMNS = (
+    "checkpoint",
+    "policy",
+    "episode",
+    "task_id",
+    "episode_return",
+    "x_pos",
+    "flag_get",
+    "length",
+    "video",
 )
 _JSONB_COLUMNS = frozenset({"params", "result", "search_space", "scheduler"})
 # A restarted trial keeps its first start time.
@@ -221,6 +233,18 @@ def _write_episodes(cur: Any, rows: list[dict[str, Any]]) -> None:
     )
 
 
+def _write_evaluations(cur: Any, rows: list[dict[str, Any]]) -> None:
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in EVALUATION_COLUMNS[3:])
+    columns = ", ".join(EVALUATION_COLUMNS)
+    psycopg2.extras.execute_values(
+        cur,
+        f"INSERT INTO mario_sweeps.evaluations (sweep_id, trial_id, {columns})"
+        " VALUES %s ON CONFLICT (sweep_id, trial_id, checkpoint, policy, episode)"
+        f" DO UPDATE SET {updates}",
+        [(r["sweep_id"], r["trial_id"], *_values(r, EVALUATION_COLUMNS)) for r in rows],
+    )
+
+
 def _write_sweep_status(cur: Any, rows: list[dict[str, Any]]) -> None:
     for row in rows:
         cur.execute(
@@ -245,6 +269,7 @@ WRITERS: dict[str, Callable[[Any, list[dict[str, Any]]], None]] = {
     "trials": _write_trials,
     "iterations": _write_iterations,
     "episodes": _write_episodes,
+    "evaluations": _write_evaluations,
     "sweep_status": _write_sweep_status,
 }
 """One writer per kind of outbox op; each takes a cursor and that op's rows."""

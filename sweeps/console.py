@@ -1,0 +1,34 @@
+"""What reaches the sweep's console: Ray's notices that mean nothing to a sweep's user stay out.
+
+``quiet_ray_notices`` runs in every Ray worker process of a sweep (``worker_process_setup_hook``
+in the runtime env, so it also reaches a cluster's nodes) and in the driver. It drops only
+deprecation notices about RLlib's own internals and Tune's "Install gputil" hint: warnings about
+the user's configuration and every error still come through.
+"""
+
+import logging
+
+__all__ = ["QUIET_LOGGERS", "quiet_ray_notices"]
+
+QUIET_LOGGERS = {
+    "ray._common.deprecation": "DeprecationWarning",
+    "ray.tune.utils.util": "Install gputil",
+}
+"""Logger name -> text of the only records dropped from it."""
+
+
+class _DropNotice(logging.Filter):
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
+def quiet_ray_notices() -> None:
+    """Install the filters (idempotent)."""
+    for name, text in QUIET_LOGGERS.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropNotice) for f in logger.filters):
+            logger.addFilter(_DropNotice(text))

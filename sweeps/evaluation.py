@@ -1,0 +1,122 @@
+"""The best agent of a sweep, evaluated after ``tuner.fit()``: episodes stored, a video, W&B.
+
+Needs no Ray actor: the checkpoint's RLModule is loaded in this process (``algos.checkpoints``)
+and played by ``algos.evaluate``, greedily and, if asked, sampling from the policy. Each episode
+becomes a row of ``mario_sweeps.evaluations``; the best episode's video is written next to the
+report and logged to the best trial's W&B run (offline runs keep it in their files).
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from algos.checkpoints import load_policy
+from algos.evaluate import evaluate
+from callbacks.store import ResultsStore, find_sweep
+from callbacks.store.store import best_trial
+
+__all__ = ["Evaluation", "evaluate_best"]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    trial_id: str
+    checkpoint: str
+    policy: str
+    episodes: int
+    x_pos_mean: float
+    flag_rate: float
+    video: Path | None
+
+    def summary(self) -> str:
+        video = f", video {self.video}" if self.video else ""
+        return (
+            f"evaluation  trial {self.trial_id}, {self.policy}, {self.episodes} episodes: "
+            f"mean x_pos {self.x_pos_mean:,.0f}, flag rate {self.flag_rate:.0%}{video}"
+        )
+
+
+def evaluate_best(
+    db_url: str,
+    name: str,
+    *,
+    episodes: int,
+    out_dir: Path,
+    sample: bool = False,
+    wandb_mode: str = "disabled",
+    wandb_project: str = "mario-sweeps",
+    experiment_dir: Path | None = None,
+) -> list[Evaluation]:
+    """Evaluate the sweep's best checkpoint (greedy, plus sampled with ``sample``); [] if the
+    sweep recorded no checkpoint. The W&B run goes into the trial's folder of ``experiment_dir``
+    (``<algo>_<trial id>``), beside the run Tune's W&B callback wrote."""
+    sweep = find_sweep(db_url, name)
+    best = best_trial(db_url, name)
+    if sweep is None or best is None:
+        return []
+    trial_id, checkpoint = best
+    policy = load_policy(checkpoint)
+    done = []
+    with ResultsStore(db_url, sweep_id=sweep["id"]) as store:
+        for mode in ("greedy", "sample") if sample else ("greedy",):
+            video = out_dir / f"best-{mode}.mp4"
+            results = evaluate(policy, episodes=episodes, sample=mode == "sample", video=video)
+            store.write_evaluations(
+                trial_id,
+                [
+                    {
+                        "checkpoint": checkpoint,
+                        "policy": mode,
+                        "episode": r.episode,
+                        "task_id": r.task_id,
+                        "episode_return": r.total_return,
+                        "x_pos": r.x_pos,
+                        "flag_get": r.flag_get,
+                        "length": r.length,
+                        "video": str(video),
+                    }
+                    for r in results
+                ],
+            )
+            done.append(
+                Evaluation(
+                    trial_id=trial_id,
+                    checkpoint=checkpoint,
+                    policy=mode,
+                    episodes=len(results),
+                    x_pos_mean=sum(r.x_pos for r in results) / len(results),
+                    flag_rate=sum(r.flag_get for r in results) / len(results),
+                    video=video if video.exists() else None,
+                )
+            )
+    if wandb_mode != "disabled":
+        trial_dir = next(experiment_dir.glob(f"*_{trial_id}"), None) if experiment_dir else None
+        _log_to_wandb(done, project=wandb_project, group=name, mode=wandb_mode, dir=trial_dir)
+    return done
+
+
+def _log_to_wandb(done: list[Evaluation], *, project: str, group: str, mode: str, dir) -> None:
+    """Add the evaluation to the best trial's W&B run (same id: ``wandb sync`` merges them)."""
+    import wandb
+
+    run = wandb.init(
+        project=project,
+        group=group,
+        id=done[0].trial_id,
+        resume="allow",
+        mode=mode,
+        dir=str(dir) if dir else None,
+        settings=wandb.Settings(silent=True),
+    )
+    try:
+        for evaluation in done:
+            logged = {
+                f"evaluation/{evaluation.policy}/x_pos_mean": evaluation.x_pos_mean,
+                f"evaluation/{evaluation.policy}/flag_rate": evaluation.flag_rate,
+            }
+            if evaluation.video is not None:
+                logged[f"evaluation/{evaluation.policy}/best_episode"] = wandb.Video(
+                    str(evaluation.video), format="mp4"
+                )
+            run.log(logged)
+    finally:
+        run.finish()
