@@ -1,21 +1,71 @@
-"""The end-of-sweep leaderboard, read back from the results store (what was really recorded)."""
+"""The sweep report, read back from the results store (what was really recorded).
 
+``leaderboard`` and ``comparison`` are the console tables the runner prints. ``write_report``
+writes one self-contained HTML page (every image inlined as a data URI, no script, no external
+URL: it opens from disk with no network) plus a PNG of each figure; the runner calls it at a
+sweep's end and while it runs, and ``python -m sweeps.report NAME [--out DIR] [--db-url URL]``
+does the same from a shell and prints the page's path. The SQL lives in :mod:`sweeps.queries`, the
+figures in :mod:`sweeps.figures`; this module assembles the page.
+"""
+
+import argparse
+import base64
+import html
+import io
 import json
+import math
+import os
+import re
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
 
-from callbacks.store import connect
+import numpy as np
 
-__all__ = ["LEADERBOARD_SQL", "comparison", "leaderboard", "leaderboard_rows"]
+from callbacks.store import connect, default_state_dir, embedded_db_url, resolve_db_url
+from callbacks.store.errors import StoreError
+from sweeps.queries import Importances, ReportError, SweepData, read_sweep, study_importances
+
+__all__ = [
+    "LEADERBOARD_SQL",
+    "ReportError",
+    "asha_rungs",
+    "build_figures",
+    "comparison",
+    "leaderboard",
+    "leaderboard_rows",
+    "main",
+    "write_report",
+]
 
 LEADERBOARD_SQL = """
 SELECT t.trial_id, t.params, t.best_metric, t.stop_reason, t.last_env_steps, t.best_checkpoint,
        max(e.episode_return) AS best_return, max(e.x_pos_max) AS best_x_pos,
-       count(*) FILTER (WHERE e.flag_get) AS flags, count(e.episode_id) AS episodes
+       count(*) FILTER (WHERE e.flag_get) AS flags, count(e.episode_id) AS episodes,
+       max(v.x_pos_mean) AS eval_x_pos, max(v.flag_rate) AS eval_flag_rate,
+       max(v.episodes) AS eval_episodes
 FROM mario_sweeps.trials t
 LEFT JOIN mario_sweeps.episodes e ON e.sweep_id = t.sweep_id AND e.trial_id = t.trial_id
+LEFT JOIN (
+    SELECT sweep_id, trial_id, avg(x_pos) AS x_pos_mean, avg(flag_get::int) AS flag_rate,
+           count(*) AS episodes
+    FROM mario_sweeps.evaluations WHERE policy = 'greedy' GROUP BY sweep_id, trial_id
+) v ON v.sweep_id = t.sweep_id AND v.trial_id = t.trial_id
 JOIN mario_sweeps.sweeps s ON s.id = t.sweep_id
 WHERE s.name = %s
 GROUP BY t.sweep_id, t.trial_id
 ORDER BY t.best_metric {order} NULLS LAST, t.trial_id
+"""
+
+EVALUATION_SQL = """
+SELECT v.trial_id, v.checkpoint, v.policy, v.episode, v.task_id, v.episode_return, v.x_pos,
+       v.flag_get, v.length, v.video
+FROM mario_sweeps.evaluations v JOIN mario_sweeps.sweeps s ON s.id = v.sweep_id
+WHERE s.name = %s
+ORDER BY v.policy, v.episode
 """
 
 
@@ -56,7 +106,8 @@ def leaderboard_rows(db_url: str, name: str) -> tuple[dict, list[dict]]:
 
 
 def _fmt(value, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
+    width = int(re.match(r"\d*", spec).group() or 0)
+    return "-".rjust(width) if value is None else format(value, spec)
 
 
 def leaderboard(db_url: str, name: str) -> str:
@@ -65,7 +116,7 @@ def leaderboard(db_url: str, name: str) -> str:
     metric = sweep.get("metric", "metric")
     header = (
         f"{'trial':<10} {'params':<44} {metric:>22} {'best return':>11} {'best x_pos':>10} "
-        f"{'flags':>5} {'stop reason':>11} {'env steps':>10}"
+        f"{'flags':>5} {'stop reason':>11} {'env steps':>10} {'eval x_pos':>10} {'eval flags':>10}"
     )
     lines = ["", f"leaderboard ({len(rows)} trials, best first by {metric})", header]
     for r in rows:
@@ -79,7 +130,8 @@ def leaderboard(db_url: str, name: str) -> str:
         lines.append(
             f"{r['trial_id']:<10} {params[:44]:<44} {_fmt(r['best_metric'], '22.2f')} "
             f"{_fmt(r['best_return'], '11.2f')} {_fmt(r['best_x_pos'], '10d')} {r['flags']:>5} "
-            f"{r['stop_reason'] or '-':>11} {_fmt(r['last_env_steps'], '10,d')}"
+            f"{r['stop_reason'] or '-':>11} {_fmt(r['last_env_steps'], '10,d')} "
+            f"{_fmt(r['eval_x_pos'], '10,.0f')} {_fmt(r['eval_flag_rate'], '10.0%')}"
         )
     best = next((r for r in rows if r["best_checkpoint"]), None)
     lines.append(f"best checkpoint: {best['best_checkpoint'] if best else '(none recorded)'}")
@@ -102,3 +154,495 @@ def comparison(db_url: str, names: list[str], *, metric: str) -> str:
             f"{_fmt(r['best_x_pos'], '10d')} {rate:>9} {r['episodes']:>8}"
         )
     return "\n".join(lines)
+
+
+# -- the HTML report ----------------------------------------------------------------------------
+
+# A page the runner rewrites while the sweep runs reloads itself (no script needed).
+RUNNING_REFRESH_S = 60
+_FIGURE_DPI = 100
+
+
+def asha_rungs(scheduler: Mapping | None) -> list[int]:
+    """The env-step milestones of Tune's ASHA (one bracket): ``grace * rf**k`` for
+    ``k < int(log(max_t / grace) / log(rf) + 1)``, the formula of Tune's ``_Bracket``; [] when the
+    sweep had no ASHA scheduler or its settings are missing."""
+    scheduler = scheduler or {}
+    try:
+        grace = float(scheduler["grace_period"])
+        rf = float(scheduler["reduction_factor"])
+        max_t = float(scheduler["max_t"])
+    except (KeyError, TypeError, ValueError):
+        return []
+    if str(scheduler.get("type", "ASHA")).upper() != "ASHA" or grace <= 0 or rf <= 1:
+        return []
+    count = int(np.log(max_t / grace) / np.log(rf) + 1)
+    return [int(grace * rf**k) for k in range(max(count, 0))]
+
+
+def _rung_cells(data: SweepData, rungs: Sequence[int]) -> list[tuple[dict, list]]:
+    """Per trial (best first): per rung, None (not reached) or (metric at the rung, cut there).
+
+    The value at a rung is the metric of the trial's first iteration at or past it (what ASHA
+    recorded); a trial was cut at the rung whose span [rung, next rung) holds its last env steps
+    when its stop reason is ``asha``."""
+    rows = []
+    for trial in data.trials:
+        curve = data.curves.get(trial["trial_id"])
+        if curve is None:
+            rows.append((trial, [None] * len(rungs)))
+            continue
+        steps = np.nan_to_num(curve["env_steps"], nan=-1.0)
+        last = trial.get("last_env_steps")
+        last = float(steps.max()) if last is None else float(last)
+        cells = []
+        for k, rung in enumerate(rungs):
+            reached = np.flatnonzero(steps >= rung)
+            if not reached.size:
+                cells.append(None)
+                continue
+            upper = rungs[k + 1] if k + 1 < len(rungs) else math.inf
+            cut = trial.get("stop_reason") == "asha" and rung <= last < upper
+            cells.append((float(curve["metric"][reached[0]]), cut))
+        rows.append((trial, cells))
+    return rows
+
+
+def build_figures(data: SweepData, importance: Importances) -> dict[str, object]:
+    """The page's figures by file-name key, only those with something to draw."""
+    from sweeps import figures
+
+    colours = figures.trial_colours([t["trial_id"] for t in data.trials])
+    built: dict[str, object] = {}
+    if data.curves:
+        built["learning-curves"] = figures.learning_curves(data, colours)
+        built["learning-curves-per-trial"] = figures.learning_curves_per_trial(data, colours)
+        built["flag-rate"] = figures.flag_rate(data, colours)
+        built["training-health"] = figures.training_health(data, colours)
+    if data.sweep["search_space"] and any(t.get("params") for t in data.trials):
+        if any(t.get("best_metric") is not None for t in data.trials):
+            built["search-parameters"] = figures.search_scatter(data, colours)
+        built["search-parallel"] = figures.parallel_coordinates(data)
+    if importance.values:
+        built["search-importances"] = figures.importances(importance)
+    if data.ends.counts:
+        built["episode-ends"] = figures.episode_ends(data)
+    return built
+
+
+def _png(figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=_FIGURE_DPI)
+    return buffer.getvalue()
+
+
+def _e(value: object) -> str:
+    return html.escape("-" if value is None else str(value))
+
+
+def _num(value: object, spec: str = ".4g") -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return format(value, spec)
+
+
+def _image(key: str, png: bytes | None, alt: str) -> str:
+    if png is None:
+        return ""
+    data = base64.b64encode(png).decode("ascii")
+    return (
+        f'<figure id="fig-{key}"><img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{_e(alt)}</figcaption></figure>"
+    )
+
+
+def _note(text: str) -> str:
+    return f'<p class="note">{_e(text)}</p>'
+
+
+def _params_text(params: Mapping | None) -> str:
+    return ", ".join(
+        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in (params or {}).items()
+    )
+
+
+def _summary(data: SweepData, generated: str) -> str:
+    sweep = data.sweep
+    reasons = Counter(t.get("stop_reason") or "running" for t in data.trials)
+    counts = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())) or "none yet"
+    finished = sweep["finished_at"]
+    parts = [
+        f"<h1>sweep {_e(sweep['name'])}</h1>",
+        '<table class="facts">',
+        f"<tr><th>algorithm</th><td>{_e(sweep['algo'])}</td></tr>",
+        f"<tr><th>status</th><td>{_e(sweep['status'])}</td></tr>",
+        f"<tr><th>metric</th><td>{_e(sweep['metric'])} ({_e(sweep['mode'])})</td></tr>",
+        f"<tr><th>trials</th><td>{len(data.trials)}: {_e(counts)}</td></tr>",
+        f"<tr><th>started</th><td>{_e(sweep['started_at'])}</td></tr>",
+        f"<tr><th>finished</th><td>{_e(finished or 'not yet')}</td></tr>",
+        f"<tr><th>search space</th><td><code>{_e(json.dumps(sweep['search_space']))}</code>"
+        "</td></tr>",
+        f"<tr><th>scheduler</th><td><code>{_e(json.dumps(sweep['scheduler']))}</code></td></tr>",
+        f"<tr><th>generated</th><td>{_e(generated)}</td></tr>",
+        "</table>",
+    ]
+    if sweep["status"] == "running":
+        parts.append(
+            _note(
+                f"The sweep is still running: this page shows what was recorded by "
+                f"{generated} and reloads every {RUNNING_REFRESH_S} s."
+            )
+        )
+    if not data.trials:
+        parts.append(_note("No trial has been recorded yet."))
+    errored = [t for t in data.trials if t.get("stop_reason") == "error" or t.get("error")]
+    if errored:
+        every = len(errored) == len(data.trials)
+        heading = (
+            f"All {len(errored)} trials errored"
+            if every
+            else f"{len(errored)} of {len(data.trials)} trials errored"
+        )
+        items = "".join(
+            f"<li><b>{_e(t['trial_id'])}</b>: <code>{_e(_error_line(t.get('error')))}</code></li>"
+            for t in errored
+        )
+        parts.append(
+            f'<div class="{"alert" if every else "warn"}"><h3>{_e(heading)}</h3>'
+            f"<ul>{items}</ul></div>"
+        )
+    return "\n".join(parts)
+
+
+def _error_line(error: str | None) -> str:
+    """The last line of a traceback names the exception; the whole text is in trials.error."""
+    lines = (error or "").strip().splitlines()
+    return lines[-1] if lines else "no error text recorded"
+
+
+def _leaderboard_table(db_url: str, name: str) -> str:
+    sweep, rows = leaderboard_rows(db_url, name)
+    metric = sweep.get("metric", "metric")
+    head = (
+        "<tr><th>#</th><th>trial</th><th>params</th>"
+        f"<th>{_e(metric)}</th><th>best return</th><th>best x_pos</th><th>flags</th>"
+        "<th>episodes</th><th>stop reason</th><th>env steps</th><th>best checkpoint</th>"
+        "<th>eval x_pos</th><th>eval flag rate</th></tr>"
+    )
+    body = "".join(
+        f"<tr><td>{i}</td><td>{_e(r['trial_id'])}</td><td>{_e(_params_text(r['params']))}</td>"
+        f"<td>{_num(r['best_metric'], '.2f')}</td><td>{_num(r['best_return'], '.2f')}</td>"
+        f"<td>{_num(r['best_x_pos'], 'd')}</td><td>{r['flags']}</td><td>{r['episodes']:,}</td>"
+        f'<td class="reason-{_e(r["stop_reason"] or "running")}">'
+        f"{_e(r['stop_reason'] or 'running')}</td>"
+        f"<td>{_num(r['last_env_steps'], ',d')}</td><td><code>{_e(r['best_checkpoint'])}</code>"
+        f"</td><td>{_num(r['eval_x_pos'], ',.0f')}</td><td>{_num(r['eval_flag_rate'], '.0%')}"
+        "</td></tr>"
+        for i, r in enumerate(rows, 1)
+    )
+    return f'<table class="data" id="leaderboard-table">{head}{body}</table>'
+
+
+def _evaluation_section(db_url: str, name: str) -> str:
+    """The best checkpoint's evaluation episodes and its best episode's video, inlined."""
+    rows = _query(db_url, EVALUATION_SQL, (name,))
+    if not rows:
+        return _note("No evaluation yet: the sweep evaluates its best checkpoint when it ends.")
+    head = (
+        "<tr><th>policy</th><th>episode</th><th>task</th><th>return</th><th>x_pos</th>"
+        "<th>flag</th><th>length</th></tr>"
+    )
+    body = "".join(
+        f"<tr><td>{_e(r['policy'])}</td><td>{r['episode']}</td><td>{_e(r['task_id'])}</td>"
+        f"<td>{_num(r['episode_return'], '.2f')}</td><td>{_num(r['x_pos'], 'd')}</td>"
+        f"<td>{'yes' if r['flag_get'] else 'no'}</td><td>{_num(r['length'], 'd')}</td></tr>"
+        for r in rows
+    )
+    first = rows[0]
+    parts = [
+        _note(f"Trial {first['trial_id']}, checkpoint {first['checkpoint']}."),
+        f'<table class="data" id="evaluation-table">{head}{body}</table>',
+    ]
+    for video in dict.fromkeys(r["video"] for r in rows if r["video"]):
+        path = Path(video)
+        if path.is_file():
+            data = base64.b64encode(path.read_bytes()).decode("ascii")
+            parts.append(
+                f'<figure><video controls muted loop width="512" '
+                f'src="data:video/mp4;base64,{data}"></video>'
+                f"<figcaption>best episode: {_e(path.name)}</figcaption></figure>"
+            )
+    return "".join(parts)
+
+
+def _asha_section(data: SweepData) -> str:
+    rungs = asha_rungs(data.sweep["scheduler"])
+    if not rungs:
+        return _note(
+            "This sweep has no ASHA scheduler on record (sweeps.scheduler has no "
+            "grace_period / reduction_factor / max_t)."
+        )
+    rows = _rung_cells(data, rungs)
+    reached = [sum(1 for _, cells in rows if cells[k] is not None) for k in range(len(rungs))]
+    cut = [sum(1 for _, cells in rows if cells[k] and cells[k][1]) for k in range(len(rungs))]
+    head = (
+        "<tr><th>trial</th><th>stop reason</th>"
+        + "".join(
+            f"<th>rung {k}: {r:,} steps<br><small>{reached[k]} reached, {cut[k]} cut</small></th>"
+            for k, r in enumerate(rungs)
+        )
+        + "</tr>"
+    )
+    body = []
+    for trial, cells in rows:
+        tds = "".join(
+            '<td class="absent">not reached</td>'
+            if cell is None
+            else (
+                f'<td class="cut">{_num(cell[0])} ✂ cut</td>'
+                if cell[1]
+                else f"<td>{_num(cell[0])}</td>"
+            )
+            for cell in cells
+        )
+        body.append(
+            f"<tr><td>{_e(trial['trial_id'])}</td>"
+            f"<td>{_e(trial.get('stop_reason') or 'running')}</td>{tds}</tr>"
+        )
+    scheduler = data.sweep["scheduler"]
+    return (
+        f"<p>Rungs at grace_period {scheduler['grace_period']:,} × reduction_factor "
+        f"{scheduler['reduction_factor']}<sup>k</sup> env steps up to max_t "
+        f"{scheduler['max_t']:,}. A cell is the trial's {_e(data.sweep['metric'])} at its first "
+        "iteration at or past the rung (what ASHA compared); ✂ marks the rung where ASHA stopped "
+        "it (stop reason asha, last env steps between that rung and the next).</p>"
+        f'<table class="data" id="asha-table">{head}{"".join(body)}</table>'
+    )
+
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1450px; color: #222; }
+h1 { margin-bottom: .2em; } h2 { border-bottom: 2px solid #ddd; margin-top: 2em; }
+nav a { margin-right: 1em; }
+table.data, table.facts { border-collapse: collapse; font-size: 13px; margin: .5em 0; }
+table.data th, table.data td, table.facts th, table.facts td {
+  border: 1px solid #ccc; padding: 3px 7px; text-align: right; vertical-align: top; }
+table.facts th { text-align: left; background: #f4f4f4; } table.facts td { text-align: left; }
+table.data th { background: #f0f3f8; position: sticky; top: 0; }
+table.data tr:nth-child(even) td { background: #fafafa; }
+td.cut { background: #ffe0c2 !important; font-weight: bold; } td.absent { color: #aaa; }
+td.reason-error { color: #b00; } td.reason-asha { color: #c60; } td.reason-collapse { color: #a05; }
+figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { font-size: 13px; color: #555; } .note { color: #555; font-style: italic; }
+.alert { background: #fde2e2; border: 1px solid #e99; padding: .4em 1em; }
+.warn { background: #fff4d6; border: 1px solid #e8c766; padding: .4em 1em; }
+code { font-size: 12px; word-break: break-all; }
+"""
+
+
+def render_html(
+    data: SweepData,
+    *,
+    pngs: Mapping[str, bytes],
+    leaderboard_table: str,
+    importance: Importances,
+    generated: str,
+    evaluation: str = "",
+) -> str:
+    """The page: summary, leaderboard, learning curves, search, ASHA, episode ends, health."""
+    missing = "nothing to draw yet: no iteration has been recorded"
+    has_iterations = bool(data.curves)
+    sections = [
+        ("leaderboard", "Leaderboard", leaderboard_table),
+        ("evaluation", "The best agent, evaluated", evaluation or _note("No evaluation yet.")),
+        (
+            "curves",
+            "Learning curves",
+            "".join(
+                [
+                    _note(
+                        "Stop markers by stop reason at each trial's last iteration; ★ marks the "
+                        "iteration whose metric equals the trial's best metric (matched by value); "
+                        "for a collapse the dotted line shows the peak it fell from. The best "
+                        "checkpoint Tune kept is named in each panel's title and the leaderboard."
+                    ),
+                    _image(
+                        "learning-curves",
+                        pngs.get("learning-curves"),
+                        f"{data.sweep['metric']} and x_pos against env steps, all trials",
+                    ),
+                    _image(
+                        "learning-curves-per-trial",
+                        pngs.get("learning-curves-per-trial"),
+                        "small multiples, one panel per trial, best first",
+                    ),
+                ]
+            )
+            if has_iterations
+            else _note(missing),
+        ),
+        (
+            "search",
+            "Search",
+            "".join(
+                [
+                    _image(
+                        "search-parameters",
+                        pngs.get("search-parameters"),
+                        "each searched parameter against the trial's best metric",
+                    ),
+                    _image("search-parallel", pngs.get("search-parallel"), "parallel coordinates"),
+                    _image(
+                        "search-importances",
+                        pngs.get("search-importances"),
+                        f"Optuna parameter importances, {importance.note}",
+                    )
+                    if importance.values
+                    else _note(f"No parameter importances: {importance.note}."),
+                ]
+            )
+            if "search-parallel" in pngs
+            else _note("No trial with searched parameters yet."),
+        ),
+        ("asha", "ASHA rungs", _asha_section(data)),
+        (
+            "episodes",
+            "Where episodes end",
+            "".join(
+                [
+                    _note(
+                        "Ending rule: flag = flag_get; time-out = the game clock reached 0 "
+                        "(time_left = 0; the env's max_episode_steps is not stored, so an "
+                        "episode cut by it counts as a death); death = everything else."
+                    ),
+                    _image(
+                        "episode-ends",
+                        pngs.get("episode-ends"),
+                        "per trial: histogram of the x position where episodes ended",
+                    )
+                    if "episode-ends" in pngs
+                    else _note("No episode has been recorded yet."),
+                    _image("flag-rate", pngs.get("flag-rate"), "flag rate against env steps"),
+                ]
+            ),
+        ),
+        (
+            "health",
+            "Training health",
+            _image(
+                "training-health",
+                pngs.get("training-health"),
+                "entropy, KL, total loss and value loss (result learners/default_policy/vf_loss)",
+            )
+            if has_iterations
+            else _note(missing),
+        ),
+    ]
+    nav = "".join(f'<a href="#{key}">{_e(title)}</a>' for key, title, _ in sections)
+    body = "\n".join(
+        f'<section id="{key}"><h2>{_e(title)}</h2>{content}</section>'
+        for key, title, content in sections
+    )
+    refresh = (
+        f'<meta http-equiv="refresh" content="{RUNNING_REFRESH_S}">'
+        if data.sweep["status"] == "running"
+        else ""
+    )
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"{refresh}<title>sweep {_e(data.sweep['name'])}</title><style>{_CSS}</style></head>"
+        f"<body>{_summary(data, generated)}<nav>{nav}</nav>\n{body}</body></html>\n"
+    )
+
+
+def _file_stem(name: str) -> str:
+    """A sweep name as a file name (names may hold characters a path cannot)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "sweep"
+
+
+def _write_atomically(path: Path, content: bytes) -> None:
+    """Write via a temporary file and rename, so a reader (a browser reloading a running
+    sweep's page) never sees half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _check_writable(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as exc:
+        raise ReportError(f"cannot write the report to {out_dir}: {exc}") from None
+
+
+def write_report(db_url: str, name: str, out_dir: Path) -> Path:
+    """Write ``<out_dir>/<name>.html`` and ``<out_dir>/<name>-<figure>.png``; return the HTML path.
+
+    Reads whatever the database holds now, so it works while the sweep runs. Raises ReportError
+    (one line) for an unknown sweep, a database without our schema, or an unwritable ``out_dir``.
+    """
+    out_dir = Path(out_dir)
+    _check_writable(out_dir)
+    data = read_sweep(db_url, name)
+    importance = study_importances(db_url, f"mario-sweeps/{name}")
+    pngs = {key: _png(figure) for key, figure in build_figures(data, importance).items()}
+    page = render_html(
+        data,
+        pngs=pngs,
+        leaderboard_table=_leaderboard_table(db_url, name),
+        evaluation=_evaluation_section(db_url, name),
+        importance=importance,
+        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+    )
+    stem = _file_stem(name)
+    try:
+        for key, png in pngs.items():
+            _write_atomically(out_dir / f"{stem}-{key}.png", png)
+        path = out_dir / f"{stem}.html"
+        _write_atomically(path, page.encode("utf-8"))
+    except OSError as exc:
+        raise ReportError(f"cannot write the report to {out_dir}: {exc}") from None
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m sweeps.report NAME [--out DIR] [--db-url URL]``: write the report, print its
+    path; bad input is one ``error:`` line on stderr and exit code 2."""
+    parser = argparse.ArgumentParser(
+        prog="python -m sweeps.report",
+        allow_abbrev=False,
+        description="Write a sweep's self-contained HTML report (and a PNG per figure).",
+    )
+    parser.add_argument("name", help="the sweep's name (sweeps.name)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for the report (default: <state dir>/reports/NAME)",
+    )
+    parser.add_argument(
+        "--db-url",
+        default=None,
+        help="PostgreSQL URL (default: $MARIO_SWEEPS_DB_URL, else embedded)",
+    )
+    args = parser.parse_args(argv)
+    out_dir = args.out or default_state_dir() / "reports" / _file_stem(args.name)
+    try:
+        db_url = resolve_db_url(args.db_url) or embedded_db_url()
+        print(write_report(db_url, args.name, out_dir))
+    except (ReportError, StoreError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

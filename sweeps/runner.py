@@ -10,7 +10,9 @@ The order is deliberate, and it is the order of :func:`run`:
    dashboard on 127.0.0.1, and check the cluster has the resources the trials ask for;
 4. ``build_tuner``: pure builders — searcher, scheduler, stopper, callbacks — into a ``Tuner``;
 5. ``tuner.fit()``: only now is anything written: ``PostgresCallback.setup`` creates the sweep row;
-6. the leaderboard, read back from the database.
+   meanwhile ``LiveReport`` rewrites the HTML report every few minutes;
+6. the leaderboard read back from the database, the best checkpoint played
+   (``evaluate_at_end``), and the final report.
 
 So nothing is written (no sweep row, no Optuna study, no experiment directory) until Ray is
 connected and every input has been accepted.
@@ -46,6 +48,7 @@ from callbacks.store import (
 )
 from envs import EnvConfigError, register_mario_env, validate_env_config
 from sweeps.console import quiet_ray_notices
+from sweeps.live import LiveReport
 from sweeps.spec import Sweep
 
 __all__ = ["Options", "SweepError", "build_tuner", "main", "parse_options", "run"]
@@ -89,6 +92,15 @@ class Options:
     eval_episodes: int
     """Episodes the best checkpoint plays at the end (0: no evaluation)."""
     eval_sample: bool
+    report_every_s: float
+    """Seconds between refreshes of the HTML report while the sweep runs (0: only at the end)."""
+
+    @property
+    def report_dir(self) -> Path:
+        """Beside the experiment when it is local, else under the state dir."""
+        if "://" in self.storage_path:
+            return default_state_dir() / "reports" / self.name
+        return Path(self.experiment_dir)
 
     @property
     def experiment_dir(self) -> str:
@@ -147,6 +159,12 @@ def _parser(sweep: Sweep) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--eval-sample", action="store_true", help="also evaluate sampling from the policy"
+    )
+    p.add_argument(
+        "--report-every",
+        type=float,
+        default=5.0,
+        help="minutes between refreshes of the HTML report during the sweep (0: at the end only)",
     )
     return p
 
@@ -249,6 +267,7 @@ def parse_options(sweep: Sweep, argv: list[str] | None = None, *, name_suffix: s
         ),
         eval_episodes=_eval_episodes(args.eval_episodes, smoke=args.smoke),
         eval_sample=args.eval_sample,
+        report_every_s=_report_every_s(args.report_every),
     )
     algorithm_config(options)  # hyperparameters and search space checked here, before Ray
     if options.resume and not _can_restore(options.experiment_dir):
@@ -267,6 +286,12 @@ def _eval_episodes(value: int | None, *, smoke: bool) -> int:
             f"--eval-episodes {value} is not allowed; allowed: an integer in [0, 1,000]"
         )
     return value
+
+
+def _report_every_s(minutes: float) -> float:
+    if not math.isfinite(minutes) or not 0 <= minutes <= 24 * 60:
+        raise SweepError(f"--report-every {minutes} is not allowed; allowed: minutes in [0, 1440]")
+    return 60 * minutes
 
 
 def _wandb_logged_in() -> bool:
@@ -566,11 +591,7 @@ def run(options: Options) -> int:
 
     db_url = options.db_url or embedded_db_url()
     check_database(options, db_url)
-    if has_password(db_url):
-        print(
-            f"warning: the database URL carries a password ({mask_url(db_url)}); {PASSWORD_ADVICE}",
-            file=sys.stderr,
-        )
+    warn_about_password(db_url)
     register_mario_env()
     dashboard = connect_ray(options)
     try:
@@ -578,14 +599,20 @@ def run(options: Options) -> int:
         _print_header(options, dashboard, db_url)
         signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
         try:
-            results = tuner.fit()  # one Ctrl-C (or SIGTERM) ends it gracefully
+            with LiveReport(
+                db_url, options.name, options.report_dir, every_s=options.report_every_s
+            ):
+                results = tuner.fit()  # one Ctrl-C (or SIGTERM) ends it gracefully
         except Exception:
             set_sweep_status(db_url, options.name, "failed")
             raise
-        print(leaderboard(db_url, options.name))
-        evaluate_at_end(options, db_url)
         sweep = find_sweep(db_url, options.name)
-        if sweep is not None and sweep["status"] == "interrupted":
+        interrupted = sweep is not None and sweep["status"] == "interrupted"
+        if not interrupted:
+            evaluate_at_end(options, db_url)
+        print(leaderboard(db_url, options.name))
+        print(f"report      {write_final_report(options, db_url)}")
+        if interrupted:
             print(f"interrupted: continue with --resume --name {options.name}", file=sys.stderr)
             return 130
         return 1 if results.num_errors and results.num_errors == len(results) else 0
@@ -598,6 +625,17 @@ def run(options: Options) -> int:
         ray.shutdown()  # each sweep of sweeps/dqn_vs_ppo.py gets its own Ray session
 
 
+def write_final_report(options: Options, db_url: str) -> str:
+    """The report with everything the sweep recorded; a problem with it never fails the sweep."""
+    from sweeps.queries import ReportError
+    from sweeps.report import write_report
+
+    try:
+        return str(write_report(db_url, options.name, options.report_dir))
+    except (ReportError, StoreError, OSError) as err:
+        return f"(not written: {err})"
+
+
 def evaluate_at_end(options: Options, db_url: str) -> None:
     """Play the best checkpoint (``--eval-episodes``), store the episodes, keep the video."""
     from sweeps.evaluation import evaluate_best
@@ -605,13 +643,12 @@ def evaluate_at_end(options: Options, db_url: str) -> None:
     if not options.eval_episodes:
         return
     experiment = None if "://" in options.storage_path else Path(options.experiment_dir)
-    out_dir = experiment or default_state_dir() / "reports" / options.name
     for evaluation in evaluate_best(
         db_url,
         options.name,
         episodes=options.eval_episodes,
         sample=options.eval_sample,
-        out_dir=out_dir,
+        out_dir=options.report_dir,
         wandb_mode=options.wandb_mode,
         wandb_project=options.wandb_project,
         experiment_dir=experiment,
@@ -637,6 +674,8 @@ def _print_header(options: Options, dashboard: str, db_url: str) -> None:
         f"{options.max_env_steps:,} env steps each)\n"
         f"dashboard   {dashboard}\n"
         f"database    {mask_url(db_url)}\n"
+        f"report      {options.report_dir}/ (refreshed every "
+        f"{options.report_every_s / 60:g} min; open the .html in a browser)\n"
         f"w&b         {wandb}"
         + (" (sync: wandb sync <dir>)" if options.wandb_mode == "offline" else "")
     )

@@ -135,6 +135,10 @@ def test_a_sweep_ends_by_evaluating_its_best_checkpoint_with_rows_a_video_and_w_
     assert len(iio.imread(experiment / "best-greedy.mp4")) > 2  # a real clip, many frames
     logged = list(experiment.glob(f"*_{best}/wandb/offline-run-*/files/media/videos/**/*.mp4"))
     assert logged, "the best trial's W&B run has no video"
+    page = experiment / "ppo_lr_entropy-smoke.html"
+    assert f"report      {page}" in done.stdout
+    html = page.read_text(encoding="utf-8")
+    assert 'id="evaluation-table"' in html and 'src="data:video/mp4;base64,' in html
 
     # optuna-dashboard, as the README says to start it, reads the same study back.
     ours = rows(fresh_db_url, "SELECT stop_reason FROM mario_sweeps.trials")
@@ -433,18 +437,21 @@ def test_an_unreachable_address_fails_in_seconds_and_leaves_the_name_free(
 
 
 def test_a_gpu_learner_on_a_machine_without_gpus_fails_instead_of_pending_forever(
-    fresh_db_url, tmp_path, capsys, monkeypatch
+    fresh_db_url, tmp_path
 ):
-    import ray
-
-    if ray.is_initialized():
-        pytest.skip("needs its own Ray session")
-    monkeypatch.setenv("MARIO_SWEEPS_STATE_DIR", str(tmp_path))
-    assert main(PPO_SWEEP, ["--db-url", fresh_db_url, "--gpus-per-learner", "1"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "the Ray cluster has 0 GPUs" in err and "\n" not in err
-    assert not ray.is_initialized()
-    assert_nothing_written(fresh_db_url, tmp_path)
+    done = run_sweep(  # a process of its own: it starts (and must stop) its own local Ray
+        "sweeps/ppo_lr_entropy.py",
+        "--gpus-per-learner",
+        "1",
+        "--db-url",
+        fresh_db_url,
+        tmp_path=tmp_path,
+        timeout=300,
+    )
+    assert done.returncode == 2, done.stderr[-3000:]
+    [line] = [x for x in done.stderr.splitlines() if x.startswith("error: ")]
+    assert "the Ray cluster has 0 GPUs" in line
+    assert_nothing_written(fresh_db_url, tmp_path / "state")
 
 
 @pytest.mark.parametrize(
