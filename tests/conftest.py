@@ -6,11 +6,11 @@ database (``fresh_db_url``) rather than their own server.
 
 import os
 import tempfile
-import uuid
 from pathlib import Path
 
-import psycopg2
 import pytest
+
+from tests.databases import create_database
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -36,13 +36,7 @@ def postgres_url(postgres_server) -> str:
 @pytest.fixture
 def fresh_db_url(postgres_server) -> str:
     """A new, empty database on the session's server, so tests never see each other's rows."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    conn = psycopg2.connect(postgres_server.get_uri())
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    conn.close()
-    return postgres_server.get_uri(database=name)
+    return create_database(postgres_server)
 
 
 @pytest.fixture(scope="session")

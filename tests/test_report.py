@@ -15,7 +15,6 @@ import shutil
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -28,6 +27,7 @@ from callbacks.store import ResultsStore, prepare_database, sqlalchemy_url
 from callbacks.store.tables import iteration_row
 from sweeps import report
 from sweeps.queries import read_sweep, study_importances
+from tests.databases import create_database
 
 REPO = Path(__file__).resolve().parents[1]
 METRIC = "mario/x_pos_smoothed"
@@ -58,13 +58,7 @@ TRIAL_PLAN = {
 
 
 def new_database(postgres_server) -> str:
-    name = f"r_{uuid.uuid4().hex[:12]}"
-    conn = psycopg2.connect(postgres_server.get_uri())
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    conn.close()
-    return postgres_server.get_uri(database=name)
+    return create_database(postgres_server, prefix="r")
 
 
 def metric_curve(reason: str | None, iterations: int, seed: int) -> np.ndarray:
