@@ -139,12 +139,36 @@ def test_a_sweep_ends_by_evaluating_its_best_checkpoint_with_rows_a_video_and_w_
     assert f"report      {page}" in done.stdout
     html = page.read_text(encoding="utf-8")
     assert 'id="evaluation-table"' in html and 'src="data:video/mp4;base64,' in html
+    assert_figures_cover_every_trial(fresh_db_url, "ppo_lr_entropy-smoke")
 
     # optuna-dashboard, as the README says to start it, reads the same study back.
     ours = rows(fresh_db_url, "SELECT stop_reason FROM mario_sweeps.trials")
     theirs = dashboard_trial_states(fresh_db_url, "mario-sweeps/ppo_lr_entropy-smoke")
     expected = {"completed": "Complete", "collapse": "Complete", "asha": "Pruned"}
     assert sorted(theirs) == sorted(expected[reason] for (reason,) in ours)
+
+
+def assert_figures_cover_every_trial(db_url: str, name: str) -> None:
+    """The report's figures, drawn from a real sweep's rows: every trial in each, every stop
+    marker with the stop reason the store holds."""
+    from sweeps.queries import read_sweep, study_importances
+    from sweeps.report import build_figures
+    from tests.test_report import TRIAL_FIGURES, gids, trials_in
+
+    figures = build_figures(
+        read_sweep(db_url, name), study_importances(db_url, f"mario-sweeps/{name}")
+    )
+    stored = dict(rows(db_url, "SELECT trial_id, stop_reason FROM mario_sweeps.trials"))
+    for key, kinds in TRIAL_FIGURES.items():
+        for kind in kinds:
+            if kind != "vf_loss":  # DQN has no value loss; PPO smoke trials do
+                assert trials_in(figures[key], kind) == set(stored), (key, kind)
+    stops = {
+        g.split(":")[1]: g.split(":")[2]
+        for g in gids(figures["learning-curves"])
+        if g.startswith("stop:")
+    }
+    assert stops == stored
 
 
 def dashboard_trial_states(db_url: str, study_name: str) -> list[str]:
