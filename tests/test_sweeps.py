@@ -399,6 +399,8 @@ def test_resume_after_the_driver_is_killed_finishes_without_duplicate_rows(fresh
         (["--storage-path", "ftp://host/x"], "--storage-path 'ftp://host/x' is not allowed"),
         (["--storage-path", "/proc/self/status/x"], "is not a directory"),
         (["--address", "127.0.0.1:1\n"], "--address '127.0.0.1:1\\n' is not allowed"),
+        (["--eval-episodes", "-1"], "--eval-episodes -1 is not allowed"),
+        (["--report-every", "nan"], "--report-every nan is not allowed"),
     ],
 )
 def test_bad_cli_values_fail_with_one_line_and_leave_no_sweep_row(
