@@ -78,6 +78,12 @@ class PostgresCallback(Callback):
         param_keys: flattened config keys to store as the trial's params (the searched ones);
             default: the whole config, made JSON-safe.
         num_samples: trials the sweep means to run; fewer at the end means it was interrupted.
+        stage: ``search``, or ``confirm`` for the re-runs of ``sweeps.confirm``: those join the
+            sweep's existing row, and each trial row names its seed and, through ``repeats``
+            (searched params as a tuple in ``param_keys`` order -> search trial id), the trial
+            whose config it repeats.
+        final_tail_env_steps: an ended trial's ``final_metric`` is the mean metric over its last
+            this many env steps (see ``sweeps.stats.FINAL_METRIC``); None: not scored.
         spill_dir: where rows go while PostgreSQL is unavailable (default: the state dir).
         flush_timeout_s: how long the end of the experiment waits for buffered rows.
     """
@@ -90,9 +96,14 @@ class PostgresCallback(Callback):
         scheduler: str = "asha",
         param_keys: Sequence[str] | None = None,
         num_samples: int | None = None,
+        stage: str = "search",
+        repeats: Mapping[tuple, str] | None = None,
+        final_tail_env_steps: int | None = None,
         spill_dir: Path | None = None,
         flush_timeout_s: float = 60.0,
     ) -> None:
+        if stage not in ("search", "confirm"):
+            raise ValueError(f"stage must be 'search' or 'confirm', got {stage!r}")
         validate_db_url(db_url)
         if sweep.get("mode") not in ("max", "min"):
             raise ValueError(f"mode must be 'max' or 'min', got {sweep.get('mode')!r}")
@@ -103,6 +114,9 @@ class PostgresCallback(Callback):
         self.scheduler = scheduler
         self.param_keys = tuple(param_keys) if param_keys is not None else None
         self.num_samples = num_samples
+        self.stage = stage
+        self.repeats = dict(repeats or {})
+        self.final_tail_env_steps = final_tail_env_steps
         self.spill_dir = spill_dir
         self.flush_timeout_s = flush_timeout_s
         self.sweep_id: int | None = None
@@ -125,15 +139,20 @@ class PostgresCallback(Callback):
         if self._store is not None:
             self._store.close(self.flush_timeout_s)
         self._store = ResultsStore(self._db_url, password=self._password, spill_dir=self.spill_dir)
-        self.sweep_id = self._store.start_sweep(**self.sweep, resume=self.sweep_id is not None)
+        resume = self.sweep_id is not None or self.stage == "confirm"
+        self.sweep_id = self._store.start_sweep(**self.sweep, resume=resume)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._restarted.add(trial.trial_id)
         progress = self._progress(trial.trial_id)
         progress.started, progress.ended = True, False
+        params = self._params(trial.config)
         self._require_store().upsert_trial(
             trial.trial_id,
-            params=self._params(trial.config),
+            params=params,
+            stage=self.stage,
+            seed=trial.config.get("seed"),
+            repeats=self.repeats.get(tuple(params.values())),
             status="running",
             stop_reason=None,
             error=None,
@@ -239,7 +258,8 @@ class PostgresCallback(Callback):
     def _finish(self, trial: Any, *, status: str, stop_reason: str, error: str | None) -> None:
         self._note_best_checkpoint(trial)
         progress = self._progress(trial.trial_id)
-        self._require_store().upsert_trial(
+        store = self._require_store()
+        store.upsert_trial(
             trial.trial_id,
             status=status,
             stop_reason=stop_reason,
@@ -249,6 +269,8 @@ class PostgresCallback(Callback):
             last_env_steps=progress.last_env_steps,
             finished_at=datetime.now(UTC),
         )
+        if self.final_tail_env_steps is not None:
+            store.score_trial(trial.trial_id, self.final_tail_env_steps)
 
 
 def _error_text(trial: Any) -> str:

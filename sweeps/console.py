@@ -1,4 +1,10 @@
-"""What reaches the sweep's console: Ray's notices that mean nothing to a sweep's user stay out.
+"""What reaches the sweep's console: our progress table, and not Ray's notices that mean
+nothing to a sweep's user.
+
+``use_progress_table`` switches the driver to Tune's classic output, the only one that honours
+``RunConfig(progress_reporter=...)``: Ray 2.60's default "AIR" output engine ignores the reporter
+("AIR_VERBOSITY is set, ignoring passed-in ProgressReporter") and prints RLlib's own columns and
+every trial's whole config instead.
 
 ``quiet_ray_notices`` runs in every Ray worker process of a sweep (``worker_process_setup_hook``
 in the runtime env, so it also reaches a cluster's nodes) and in the driver. It drops only
@@ -7,8 +13,9 @@ the user's configuration and every error still come through.
 """
 
 import logging
+import os
 
-__all__ = ["QUIET_LOGGERS", "quiet_ray_notices"]
+__all__ = ["QUIET_LOGGERS", "quiet_ray_notices", "use_progress_table"]
 
 QUIET_LOGGERS = {
     "ray._common.deprecation": "DeprecationWarning",
@@ -32,3 +39,8 @@ def quiet_ray_notices() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropNotice) for f in logger.filters):
             logger.addFilter(_DropNotice(text))
+
+
+def use_progress_table() -> None:
+    """Make Tune print the sweep's ``CLIReporter`` table (read by ``Tuner.fit`` in the driver)."""
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"

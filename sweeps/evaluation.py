@@ -11,10 +11,10 @@ from pathlib import Path
 
 from algos.checkpoints import load_policy
 from algos.evaluate import evaluate
-from callbacks.store import ResultsStore, find_sweep
+from callbacks.store import ResultsStore, connect, find_sweep
 from callbacks.store.store import best_trial
 
-__all__ = ["Evaluation", "evaluate_best"]
+__all__ = ["Evaluation", "evaluate_best", "evaluate_trials"]
 
 
 @dataclass(frozen=True)
@@ -54,44 +54,88 @@ def evaluate_best(
     if sweep is None or best is None:
         return []
     trial_id, checkpoint = best
-    policy = load_policy(checkpoint)
-    done = []
     with ResultsStore(db_url, sweep_id=sweep["id"]) as store:
-        for mode in ("greedy", "sample") if sample else ("greedy",):
-            video = out_dir / f"best-{mode}.mp4"
-            results = evaluate(policy, episodes=episodes, sample=mode == "sample", video=video)
-            store.write_evaluations(
-                trial_id,
-                [
-                    {
-                        "checkpoint": checkpoint,
-                        "policy": mode,
-                        "episode": r.episode,
-                        "task_id": r.task_id,
-                        "episode_return": r.total_return,
-                        "x_pos": r.x_pos,
-                        "flag_get": r.flag_get,
-                        "length": r.length,
-                        "video": str(video),
-                    }
-                    for r in results
-                ],
-            )
-            done.append(
-                Evaluation(
-                    trial_id=trial_id,
-                    checkpoint=checkpoint,
-                    policy=mode,
-                    episodes=len(results),
-                    x_pos_mean=sum(r.x_pos for r in results) / len(results),
-                    flag_rate=sum(r.flag_get for r in results) / len(results),
-                    video=video if video.exists() else None,
-                )
-            )
+        done = [
+            _evaluate(store, trial_id, checkpoint, mode, episodes=episodes, video=video)
+            for mode in (("greedy", "sample") if sample else ("greedy",))
+            for video in [out_dir / f"best-{mode}.mp4"]
+        ]
     if wandb_mode != "disabled":
         trial_dir = next(experiment_dir.glob(f"*_{trial_id}"), None) if experiment_dir else None
         _log_to_wandb(done, project=wandb_project, group=name, mode=wandb_mode, dir=trial_dir)
     return done
+
+
+def _evaluate(
+    store: ResultsStore,
+    trial_id: str,
+    checkpoint: str,
+    mode: str,
+    *,
+    episodes: int,
+    video: Path | None,
+) -> Evaluation:
+    """Play one checkpoint ``episodes`` times (``greedy`` or ``sample``) and store the rows."""
+    results = evaluate(
+        load_policy(checkpoint), episodes=episodes, sample=mode == "sample", video=video
+    )
+    store.write_evaluations(
+        trial_id,
+        [
+            {
+                "checkpoint": checkpoint,
+                "policy": mode,
+                "episode": r.episode,
+                "task_id": r.task_id,
+                "episode_return": r.total_return,
+                "x_pos": r.x_pos,
+                "flag_get": r.flag_get,
+                "length": r.length,
+                "video": None if video is None else str(video),
+            }
+            for r in results
+        ],
+    )
+    return Evaluation(
+        trial_id=trial_id,
+        checkpoint=checkpoint,
+        policy=mode,
+        episodes=len(results),
+        x_pos_mean=sum(r.x_pos for r in results) / len(results),
+        flag_rate=sum(r.flag_get for r in results) / len(results),
+        video=video if video is not None and video.exists() else None,
+    )
+
+
+_UNEVALUATED_CONFIRM_SQL = """
+SELECT t.trial_id, t.best_checkpoint FROM mario_sweeps.trials t
+WHERE t.sweep_id = %s AND t.stage = 'confirm' AND t.status = 'terminated'
+  AND t.best_checkpoint IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM mario_sweeps.evaluations v
+                  WHERE v.sweep_id = t.sweep_id AND v.trial_id = t.trial_id)
+ORDER BY t.trial_id
+"""
+
+
+def evaluate_trials(db_url: str, name: str, *, episodes: int) -> list[Evaluation]:
+    """Evaluate (greedy, no video) every finished confirm trial's kept best checkpoint that has
+    no evaluation yet: the evaluation flag rate over seeds is one of the confirm statistics."""
+    sweep = find_sweep(db_url, name)
+    if sweep is None:
+        return []
+    conn = connect(db_url)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(_UNEVALUATED_CONFIRM_SQL, (sweep["id"],))
+            todo = cur.fetchall()
+    finally:
+        conn.close()
+    with ResultsStore(db_url, sweep_id=sweep["id"]) as store:
+        return [
+            _evaluate(store, trial_id, checkpoint, "greedy", episodes=episodes, video=None)
+            for trial_id, checkpoint in todo
+            if Path(checkpoint).exists()
+        ]
 
 
 def _log_to_wandb(done: list[Evaluation], *, project: str, group: str, mode: str, dir) -> None:

@@ -28,6 +28,7 @@ __all__ = [
     "learning_curves",
     "learning_curves_per_trial",
     "parallel_coordinates",
+    "performance_profiles",
     "search_scatter",
     "stop_reason",
     "trial_colours",
@@ -556,3 +557,33 @@ def _positive(data: SweepData, column: str) -> bool:
     values = [c[column][np.isfinite(c[column])] for c in data.curves.values()]
     values = [v for v in values if v.size]
     return bool(values) and all((v > 0).all() for v in values)
+
+
+def performance_profiles(confirmed: Sequence, *, metric: str) -> Figure:
+    """Per confirmed config, the fraction of its runs whose final metric is above each value
+    (rliable's performance profile: a curve to the right is better for every threshold)."""
+    from sweeps.stats import performance_profile
+
+    scores = np.concatenate([np.asarray(c.scores, dtype=float) for c in confirmed])
+    low, high = float(scores.min()), float(scores.max())
+    margin = max(1e-9, 0.05 * (high - low) or 0.05 * abs(high) or 1.0)
+    thresholds = np.linspace(low - margin, high + margin, 200)
+    fig = Figure(figsize=(7.5, 4.2), dpi=_DPI, layout="constrained")
+    ax = fig.add_subplot()
+    palette = [colormaps["tab10"](i % 10) for i in range(len(confirmed))]
+    for rank, (config, colour) in enumerate(zip(confirmed, palette, strict=True), 1):
+        ax.step(
+            thresholds,
+            performance_profile(config.scores, thresholds),
+            where="post",
+            color=colour,
+            lw=2,
+            label=f"#{rank} {config.repeats} (N={config.n})",
+            gid=f"profile:{config.repeats}",
+        )
+    ax.set_xlabel(f"final {metric}")
+    ax.set_ylabel("fraction of runs above")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig

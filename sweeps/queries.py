@@ -13,7 +13,7 @@ with time left therefore counts as a death.
 """
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,7 @@ __all__ = [
     "Importances",
     "ReportError",
     "SweepData",
+    "fetch_dicts",
     "read_sweep",
     "study_importances",
 ]
@@ -75,6 +76,11 @@ class SweepData:
     ends: EndHistogram
     episodes: dict[str, int] = field(default_factory=dict)  # trial_id -> episodes stored
 
+    def search_only(self) -> "SweepData":
+        """The search trials alone (confirm re-runs repeat their configs: not search points)."""
+        trials = [t for t in self.trials if t.get("stage", "search") == "search"]
+        return replace(self, trials=trials)
+
 
 @dataclass(frozen=True)
 class Importances:
@@ -92,7 +98,7 @@ FROM mario_sweeps.sweeps WHERE name = %s
 
 _TRIALS_SQL = """
 SELECT trial_id, params, status, stop_reason, best_metric, best_checkpoint, error, last_env_steps,
-       started_at, finished_at
+       started_at, finished_at, stage, seed, repeats, final_metric
 FROM mario_sweeps.trials WHERE sweep_id = %s
 ORDER BY best_metric {order} NULLS LAST, trial_id
 """
@@ -134,6 +140,16 @@ def _dicts(cur: Any, sql: str, params: Any) -> list[dict[str, Any]]:
     cur.execute(sql, params)
     names = [d.name for d in cur.description]
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def fetch_dicts(db_url: str, sql: str, params: Any) -> list[dict[str, Any]]:
+    """Run one query on a fresh connection; the rows as dicts by column name."""
+    conn = connect(db_url)
+    try:
+        with conn, conn.cursor() as cur:
+            return _dicts(cur, sql, params)
+    finally:
+        conn.close()
 
 
 def _open(db_url: str) -> Any:

@@ -1,6 +1,6 @@
 """The sweep report, read back from the results store (what was really recorded).
 
-``leaderboard`` and ``comparison`` are the console tables the runner prints. ``write_report``
+``leaderboard`` is the console table the runner prints. ``write_report``
 writes one self-contained HTML page (every image inlined as a data URI, no script, no external
 URL: it opens from disk with no network) plus a PNG of each figure; the runner calls it at a
 sweep's end and while it runs, and ``python -m sweeps.report NAME [--out DIR] [--db-url URL]``
@@ -25,16 +25,23 @@ from pathlib import Path
 
 import numpy as np
 
-from callbacks.store import connect, default_state_dir, embedded_db_url, resolve_db_url
+from callbacks.store import default_state_dir, embedded_db_url, resolve_db_url
 from callbacks.store.errors import StoreError
-from sweeps.queries import Importances, ReportError, SweepData, read_sweep, study_importances
+from sweeps.confirm import ConfirmedConfig, confirmed_configs, confirmed_table, interval_text
+from sweeps.queries import (
+    Importances,
+    ReportError,
+    SweepData,
+    fetch_dicts,
+    read_sweep,
+    study_importances,
+)
 
 __all__ = [
     "LEADERBOARD_SQL",
     "ReportError",
     "asha_rungs",
     "build_figures",
-    "comparison",
     "leaderboard",
     "leaderboard_rows",
     "main",
@@ -55,7 +62,7 @@ LEFT JOIN (
     FROM mario_sweeps.evaluations WHERE policy = 'greedy' GROUP BY sweep_id, trial_id
 ) v ON v.sweep_id = t.sweep_id AND v.trial_id = t.trial_id
 JOIN mario_sweeps.sweeps s ON s.id = t.sweep_id
-WHERE s.name = %s
+WHERE s.name = %s AND t.stage = 'search'
 GROUP BY t.sweep_id, t.trial_id
 ORDER BY t.best_metric {order} NULLS LAST, t.trial_id
 """
@@ -69,40 +76,15 @@ ORDER BY v.policy, v.episode
 """
 
 
-COMPARISON_SQL = """
-SELECT s.name, s.algo, count(DISTINCT t.trial_id) AS trials,
-       avg(t.best_metric) AS mean_best_metric, stddev_samp(t.best_metric) AS std_best_metric,
-       max(e.x_pos_max) AS best_x_pos, avg(e.flag_get::int) AS flag_rate,
-       count(e.episode_id) AS episodes
-FROM mario_sweeps.sweeps s
-JOIN mario_sweeps.trials t ON t.sweep_id = s.id
-LEFT JOIN mario_sweeps.episodes e ON e.sweep_id = t.sweep_id AND e.trial_id = t.trial_id
-WHERE s.name = ANY(%s)
-GROUP BY s.name, s.algo
-ORDER BY s.name
-"""
-
-
-def _query(db_url: str, sql: str, params: tuple) -> list[dict]:
-    conn = connect(db_url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, params)
-            names = [d.name for d in cur.description]
-            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-    finally:
-        conn.close()
-
-
 def leaderboard_rows(db_url: str, name: str) -> tuple[dict, list[dict]]:
-    """The sweep row (metric, mode, status) and its trials, best first."""
-    sweeps = _query(
+    """The sweep row (metric, mode, status) and its search trials, best first."""
+    sweeps = fetch_dicts(
         db_url, "SELECT metric, mode, status FROM mario_sweeps.sweeps WHERE name = %s", (name,)
     )
     if not sweeps:
         return {}, []
     order = "DESC" if sweeps[0]["mode"] == "max" else "ASC"
-    return sweeps[0], _query(db_url, LEADERBOARD_SQL.format(order=order), (name,))
+    return sweeps[0], fetch_dicts(db_url, LEADERBOARD_SQL.format(order=order), (name,))
 
 
 def _fmt(value, spec: str) -> str:
@@ -111,14 +93,17 @@ def _fmt(value, spec: str) -> str:
 
 
 def leaderboard(db_url: str, name: str) -> str:
-    """A table of the sweep's trials, best first, and the best checkpoint's path."""
+    """The confirmed configs (IQM over seeds) first, then a table of the search trials, best
+    first, and the best checkpoint's path."""
     sweep, rows = leaderboard_rows(db_url, name)
     metric = sweep.get("metric", "metric")
+    confirmed = confirmed_table(db_url, name, metric=metric, mode=sweep.get("mode", "max"))
     header = (
         f"{'trial':<10} {'params':<44} {metric:>22} {'best return':>11} {'best x_pos':>10} "
         f"{'flags':>5} {'stop reason':>11} {'env steps':>10} {'eval x_pos':>10} {'eval flags':>10}"
     )
-    lines = ["", f"leaderboard ({len(rows)} trials, best first by {metric})", header]
+    lines = [confirmed] if confirmed else []
+    lines += ["", f"leaderboard ({len(rows)} search trials, best first by {metric})", header]
     for r in rows:
         params = json.dumps(
             {
@@ -135,24 +120,6 @@ def leaderboard(db_url: str, name: str) -> str:
         )
     best = next((r for r in rows if r["best_checkpoint"]), None)
     lines.append(f"best checkpoint: {best['best_checkpoint'] if best else '(none recorded)'}")
-    return "\n".join(lines)
-
-
-def comparison(db_url: str, names: list[str], *, metric: str) -> str:
-    """Sweeps side by side: mean +- std of the trials' best metric, best x_pos, flag rate."""
-    rows = _query(db_url, COMPARISON_SQL, (names,))
-    lines = [
-        "",
-        f"{'sweep':<28} {'algo':<5} {'trials':>6} {metric + ' (mean +- std)':>36} "
-        f"{'best x_pos':>10} {'flag rate':>9} {'episodes':>8}",
-    ]
-    for r in rows:
-        spread = f"{_fmt(r['mean_best_metric'], '.1f')} +- {_fmt(r['std_best_metric'], '.1f')}"
-        rate = "-" if r["flag_rate"] is None else f"{float(r['flag_rate']):.1%}"
-        lines.append(
-            f"{r['name']:<28} {r['algo']:<5} {r['trials']:>6} {spread:>36} "
-            f"{_fmt(r['best_x_pos'], '10d')} {rate:>9} {r['episodes']:>8}"
-        )
     return "\n".join(lines)
 
 
@@ -208,21 +175,28 @@ def _rung_cells(data: SweepData, rungs: Sequence[int]) -> list[tuple[dict, list]
     return rows
 
 
-def build_figures(data: SweepData, importance: Importances) -> dict[str, object]:
+def build_figures(
+    data: SweepData, importance: Importances, confirmed: Sequence[ConfirmedConfig] = ()
+) -> dict[str, object]:
     """The page's figures by file-name key, only those with something to draw."""
     from sweeps import figures
 
     colours = figures.trial_colours([t["trial_id"] for t in data.trials])
     built: dict[str, object] = {}
+    if confirmed:
+        built["performance-profile"] = figures.performance_profiles(
+            confirmed, metric=data.sweep["metric"]
+        )
+    search = data.search_only()
     if data.curves:
         built["learning-curves"] = figures.learning_curves(data, colours)
         built["learning-curves-per-trial"] = figures.learning_curves_per_trial(data, colours)
         built["flag-rate"] = figures.flag_rate(data, colours)
         built["training-health"] = figures.training_health(data, colours)
-    if data.sweep["search_space"] and any(t.get("params") for t in data.trials):
-        if any(t.get("best_metric") is not None for t in data.trials):
-            built["search-parameters"] = figures.search_scatter(data, colours)
-        built["search-parallel"] = figures.parallel_coordinates(data)
+    if search.sweep["search_space"] and any(t.get("params") for t in search.trials):
+        if any(t.get("best_metric") is not None for t in search.trials):
+            built["search-parameters"] = figures.search_scatter(search, colours)
+        built["search-parallel"] = figures.parallel_coordinates(search)
     if importance.values:
         built["search-importances"] = figures.importances(importance)
     if data.ends.counts:
@@ -345,7 +319,7 @@ def _leaderboard_table(db_url: str, name: str) -> str:
 
 def _evaluation_section(db_url: str, name: str) -> str:
     """The best checkpoint's evaluation episodes and its best episode's video, inlined."""
-    rows = _query(db_url, EVALUATION_SQL, (name,))
+    rows = fetch_dicts(db_url, EVALUATION_SQL, (name,))
     if not rows:
         return _note("No evaluation yet: the sweep evaluates its best checkpoint when it ends.")
     head = (
@@ -375,7 +349,46 @@ def _evaluation_section(db_url: str, name: str) -> str:
     return "".join(parts)
 
 
+def _confirmed_section(
+    confirmed: Sequence[ConfirmedConfig], metric: str, pngs: Mapping[str, bytes]
+) -> str:
+    """Confirmed configs first: IQM [95 % CI] over N seeds, and the performance profiles."""
+    if not confirmed:
+        return _note(
+            "No confirmed config yet: the sweep's confirm stage (--confirm-top K "
+            "--confirm-seeds N, or python -m sweeps.confirm NAME) re-runs the best configs "
+            "over fresh seeds."
+        )
+    from sweeps.stats import FINAL_METRIC
+
+    head = (
+        "<tr><th>#</th><th>config of</th><th>params</th><th>N</th>"
+        f"<th>final {_e(metric)}<br>IQM [95 % CI]</th><th>eval flag rate<br>IQM [95 % CI]</th>"
+        "<th>P(#1 &gt; this)</th><th>seeds</th></tr>"
+    )
+    body = "".join(
+        f"<tr><td>{i}</td><td>{_e(c.repeats)}</td><td>{_e(_params_text(c.params))}</td>"
+        f"<td>{c.n}</td><td>{_e(interval_text(c.final))}</td>"
+        f"<td>{_e(interval_text(c.flag_rate, percent=True))}</td>"
+        f"<td>{_num(c.probability_of_improvement, '.2f')}</td>"
+        f"<td>{_e(', '.join(str(s) for s in c.seeds))}</td></tr>"
+        for i, c in enumerate(confirmed, 1)
+    )
+    return "".join(
+        [
+            _note(f"Final metric: {FINAL_METRIC}. Intervals: 95 % percentile bootstrap."),
+            f'<table class="data" id="confirmed-table">{head}{body}</table>',
+            _image(
+                "performance-profile",
+                pngs.get("performance-profile"),
+                "performance profiles: fraction of a config's runs scoring above each value",
+            ),
+        ]
+    )
+
+
 def _asha_section(data: SweepData) -> str:
+    data = data.search_only()
     rungs = asha_rungs(data.sweep["scheduler"])
     if not rungs:
         return _note(
@@ -448,11 +461,18 @@ def render_html(
     importance: Importances,
     generated: str,
     evaluation: str = "",
+    confirmed: Sequence[ConfirmedConfig] = (),
 ) -> str:
-    """The page: summary, leaderboard, learning curves, search, ASHA, episode ends, health."""
+    """The page: summary, confirmed configs, leaderboard, learning curves, search, ASHA, episode
+    ends, health."""
     missing = "nothing to draw yet: no iteration has been recorded"
     has_iterations = bool(data.curves)
     sections = [
+        (
+            "confirmed",
+            "Confirmed configs",
+            _confirmed_section(confirmed, data.sweep["metric"], pngs),
+        ),
         ("leaderboard", "Leaderboard", leaderboard_table),
         ("evaluation", "The best agent, evaluated", evaluation or _note("No evaluation yet.")),
         (
@@ -593,9 +613,11 @@ def write_report(db_url: str, name: str, out_dir: Path) -> Path:
     _check_writable(out_dir)
     data = read_sweep(db_url, name)
     importance = study_importances(db_url, f"mario-sweeps/{name}")
-    pngs = {key: _png(figure) for key, figure in build_figures(data, importance).items()}
+    confirmed = confirmed_configs(db_url, name, mode=data.sweep["mode"])
+    pngs = {key: _png(figure) for key, figure in build_figures(data, importance, confirmed).items()}
     page = render_html(
         data,
+        confirmed=confirmed,
         pngs=pngs,
         leaderboard_table=_leaderboard_table(db_url, name),
         evaluation=_evaluation_section(db_url, name),

@@ -47,7 +47,7 @@ from callbacks.store import (
     validate_db_url,
 )
 from envs import EnvConfigError, register_mario_env, validate_env_config
-from sweeps.console import quiet_ray_notices
+from sweeps.console import quiet_ray_notices, use_progress_table
 from sweeps.live import LiveReport
 from sweeps.spec import Sweep
 
@@ -94,6 +94,9 @@ class Options:
     eval_sample: bool
     report_every_s: float
     """Seconds between refreshes of the HTML report while the sweep runs (0: only at the end)."""
+    confirm_top: int
+    """Distinct configs the confirm stage re-runs over fresh seeds (0: no confirm stage)."""
+    confirm_seeds: int
 
     @property
     def report_dir(self) -> Path:
@@ -159,6 +162,18 @@ def _parser(sweep: Sweep) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--eval-sample", action="store_true", help="also evaluate sampling from the policy"
+    )
+    p.add_argument(
+        "--confirm-top",
+        type=int,
+        help=f"after the search, re-run the best K configs over fresh seeds (default "
+        f"{sweep.confirm_top}, --smoke {sweep.smoke.confirm_top}; 0: off)",
+    )
+    p.add_argument(
+        "--confirm-seeds",
+        type=int,
+        help=f"seeds per confirmed config (default {sweep.confirm_seeds}, --smoke "
+        f"{sweep.smoke.confirm_seeds})",
     )
     p.add_argument(
         "--report-every",
@@ -268,6 +283,7 @@ def parse_options(sweep: Sweep, argv: list[str] | None = None, *, name_suffix: s
         eval_episodes=_eval_episodes(args.eval_episodes, smoke=args.smoke),
         eval_sample=args.eval_sample,
         report_every_s=_report_every_s(args.report_every),
+        **_confirm_counts(sweep, args, base),
     )
     algorithm_config(options)  # hyperparameters and search space checked here, before Ray
     if options.resume and not _can_restore(options.experiment_dir):
@@ -276,6 +292,23 @@ def parse_options(sweep: Sweep, argv: list[str] | None = None, *, name_suffix: s
             "allowed: the --name of a sweep started before with the same --storage-path"
         )
     return options
+
+
+def _confirm_counts(sweep: Sweep, args: argparse.Namespace, base) -> dict[str, int]:
+    from sweeps.confirm import ConfirmError, check_counts
+
+    top = base.confirm_top if args.confirm_top is None else args.confirm_top
+    seeds = base.confirm_seeds if args.confirm_seeds is None else args.confirm_seeds
+    try:
+        check_counts(top, seeds, top_flag="--confirm-top", seeds_flag="--confirm-seeds")
+    except ConfirmError as err:
+        raise SweepError(str(err)) from None
+    if top and seeds and "seed" in sweep.search_space:
+        raise SweepError(
+            f"--confirm-top {top} is not allowed: sweep {sweep.name!r} searches 'seed' itself; "
+            "allowed: --confirm-top 0"
+        )
+    return {"confirm_top": top, "confirm_seeds": seeds}
 
 
 def _eval_episodes(value: int | None, *, smoke: bool) -> int:
@@ -356,16 +389,19 @@ def _can_restore(experiment: str) -> bool:
         return False
 
 
-def algorithm_config(options: Options):
-    """The trial's AlgorithmConfig with the search space's Tune domains in place."""
+def algorithm_config(options: Options, *, search_space: dict | None = None):
+    """The trial's AlgorithmConfig with the search space's Tune domains in place (the sweep's,
+    or ``search_space``'s: the confirm stage searches the configs and seeds it re-runs)."""
     sweep = options.sweep
+    if search_space is None:
+        search_space = sweep.search_space
     builder = BUILDERS.get(sweep.algo)
     if builder is None:
         raise SweepError(f"algo {sweep.algo!r} is not allowed; allowed: {', '.join(BUILDERS)}")
     try:
         config = builder(
             env_config=options.env_config,
-            hparams={**options.hparams, **sweep.search_space},
+            hparams={**options.hparams, **search_space},
             resources=Resources(num_gpus_per_learner=options.gpus_per_learner),
         )
     except (HParamError, EnvConfigError) as err:
@@ -400,6 +436,7 @@ def connect_ray(options: Options) -> str:
     import ray
 
     quiet_ray_notices()
+    use_progress_table()
     runtime_env = {
         "env_vars": {"PYTHONWARNINGS": "ignore::DeprecationWarning"},
         "worker_process_setup_hook": "sweeps.console.quiet_ray_notices",
@@ -483,7 +520,7 @@ def build_tuner(options: Options, db_url: str):
                 reduction_factor=asha.reduction_factor,
             ),
             num_samples=options.num_samples,
-            trial_dirname_creator=_trial_dirname,
+            trial_dirname_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
             name=options.name,
@@ -504,13 +541,23 @@ def build_tuner(options: Options, db_url: str):
     )
 
 
-def build_callbacks(options: Options, db_url: str, *, scheduler: dict) -> list:
+def build_callbacks(
+    options: Options,
+    db_url: str,
+    *,
+    scheduler: dict,
+    stage: str = "search",
+    repeats: dict | None = None,
+    num_samples: int | None = None,
+) -> list:
     """PostgresCallback first (it pops the episode list), then W&B."""
     from callbacks.postgres_callback import PostgresCallback
     from callbacks.store.tables import json_safe
     from callbacks.wandb_logger import MarioWandbLoggerCallback
+    from sweeps.stats import FINAL_METRIC, final_tail_env_steps
 
     sweep = options.sweep
+    tail = final_tail_env_steps(options.max_env_steps)
     callbacks = [
         PostgresCallback(
             db_url=db_url,
@@ -530,9 +577,25 @@ def build_callbacks(options: Options, db_url: str, *, scheduler: dict) -> list:
                 "command": options.command,
                 "code_version": _code_version(),
                 "ray_address": options.address or "local",
+                "settings": json_safe(
+                    {
+                        "env_config": options.env_config,
+                        "hparams": options.hparams,
+                        "max_env_steps": options.max_env_steps,
+                        "checkpoint_every": sweep.checkpoint_every,
+                        "collapse": vars(sweep.collapse),
+                        "storage_path": options.storage_path,
+                        "smoke": options.smoke,
+                        "confirm": {"top": options.confirm_top, "seeds": options.confirm_seeds},
+                        "final_metric": {"definition": FINAL_METRIC, "tail_env_steps": tail},
+                    }
+                ),
             },
             param_keys=list(sweep.search_space),
-            num_samples=options.num_samples,
+            num_samples=options.num_samples if num_samples is None else num_samples,
+            stage=stage,
+            repeats=repeats,
+            final_tail_env_steps=tail,
         )
     ]
     if options.wandb_mode != "disabled":
@@ -561,7 +624,7 @@ def progress_reporter(options: Options):
     )
 
 
-def _trial_dirname(trial) -> str:
+def trial_dirname(trial) -> str:
     """Short trial directory names (names derived from an AlgorithmConfig are huge)."""
     return f"{trial.trainable_name}_{trial.trial_id}"
 
@@ -610,6 +673,7 @@ def run(options: Options) -> int:
         interrupted = sweep is not None and sweep["status"] == "interrupted"
         if not interrupted:
             evaluate_at_end(options, db_url)
+            interrupted = not confirm_at_end(options, db_url)
         print(leaderboard(db_url, options.name))
         print(f"report      {write_final_report(options, db_url)}")
         if interrupted:
@@ -634,6 +698,22 @@ def write_final_report(options: Options, db_url: str) -> str:
         return str(write_report(db_url, options.name, options.report_dir))
     except (ReportError, StoreError, OSError) as err:
         return f"(not written: {err})"
+
+
+def confirm_at_end(options: Options, db_url: str) -> bool:
+    """The confirm stage (``--confirm-top``/``--confirm-seeds``); False if it was interrupted."""
+    from sweeps.confirm import ConfirmError, run_confirm
+
+    if not (options.confirm_top and options.confirm_seeds):
+        return True
+    try:
+        with LiveReport(db_url, options.name, options.report_dir, every_s=options.report_every_s):
+            return run_confirm(
+                options, db_url, top=options.confirm_top, seeds=options.confirm_seeds
+            )
+    except ConfirmError as err:  # e.g. no trial reported a metric: nothing to confirm
+        print(f"confirm     skipped: {err}", file=sys.stderr)
+        return True
 
 
 def evaluate_at_end(options: Options, db_url: str) -> None:
@@ -682,12 +762,15 @@ def _print_header(options: Options, dashboard: str, db_url: str) -> None:
 
 
 def compare(sweeps: list[Sweep], argv: list[str] | None = None) -> int:
-    """Run several sweeps with the same flags, one after the other, then compare them.
+    """Run several sweeps with the same flags, one after the other, then compare them over
+    their trials' final metrics (``python -m sweeps.compare``: IQM, CIs, a verdict).
 
     Each runs as ``<name>-<algo>`` (``dqn_vs_ppo-ppo``). Every sweep's options and name are
     checked before the first one starts.
     """
-    from sweeps.report import comparison
+    from sweeps.compare import comparison_report
+    from sweeps.confirm import ConfirmError
+    from sweeps.stats import StatsError
 
     try:
         runs = [
@@ -700,7 +783,10 @@ def compare(sweeps: list[Sweep], argv: list[str] | None = None) -> int:
             code = run(options)
             if code != 0:
                 return code
-        print(comparison(db_url, [o.name for o in runs], metric=sweeps[0].metric))
+        try:
+            print(comparison_report(db_url, [o.name for o in runs]))
+        except (ConfirmError, StatsError) as err:  # e.g. too few finished trials for a CI
+            print(f"comparison: {err}", file=sys.stderr)
         return 0
     except (SweepError, CheckpointError, StoreError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -43,6 +43,8 @@ class Smoke:
     hparams: dict[str, Any] = field(default_factory=dict)
     env_config: dict[str, Any] = field(default_factory=lambda: {"max_episode_steps": 48})
     asha: Asha = Asha(grace_period=250, reduction_factor=2)
+    confirm_top: int = 1
+    confirm_seeds: int = 2
 
 
 PPO_SMOKE = Smoke(
@@ -82,4 +84,9 @@ class Sweep:
     seed: int = 0
     checkpoint_every: int = 10
     """Training iterations between checkpoints (a trial also checkpoints at its end)."""
+    confirm_top: int = 3
+    """After the search, the best this many distinct configs are re-run over fresh seeds
+    (``sweeps.confirm``; 0: no confirm stage)."""
+    confirm_seeds: int = 5
+    """Seeds per confirmed config: the N of each config's IQM and confidence interval."""
     smoke: Smoke = Smoke()

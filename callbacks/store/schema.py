@@ -148,11 +148,25 @@ CREATE TABLE mario_sweeps.evaluations (
 );
 """
 
+# The confirm stage (sweeps.confirm): the best configs re-run over fresh seeds. A trial says which
+# stage ran it, its seed, and the search trial whose config it repeats; ``final_metric`` is the
+# score the statistics use (sweeps.stats.FINAL_METRIC); ``settings`` holds what every trial of the
+# sweep was built from, so a later ``python -m sweeps.confirm NAME`` can build the same trials.
+_V4_CONFIRM = """
+ALTER TABLE mario_sweeps.sweeps ADD COLUMN settings jsonb;
+ALTER TABLE mario_sweeps.trials
+    ADD COLUMN stage text NOT NULL DEFAULT 'search' CHECK (stage IN ('search', 'confirm')),
+    ADD COLUMN seed bigint,
+    ADD COLUMN repeats text,
+    ADD COLUMN final_metric double precision;
+"""
+
 # (version, SQL) in order; version N's SQL upgrades a database at version N-1.
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, _V1_TABLES),
     (2, _V2_GAME_AND_TASK),
     (3, _V3_EVALUATIONS),
+    (4, _V4_CONFIRM),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

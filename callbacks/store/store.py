@@ -189,6 +189,7 @@ class ResultsStore:
         command: str | None = None,
         ray_address: str | None = None,
         code_version: str | None = None,
+        settings: Mapping[str, Any] | None = None,
         resume: bool = False,
     ) -> int:
         """Create the sweep row and return its id.
@@ -200,8 +201,8 @@ class ResultsStore:
             raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
         insert = (
             "INSERT INTO mario_sweeps.sweeps (name, algo, search_space, metric, mode,"
-            " scheduler, command, ray_address, code_version, status)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'running')"
+            " scheduler, command, ray_address, code_version, settings, status)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'running')"
             " ON CONFLICT (name) DO NOTHING RETURNING id"
         )
         values = (
@@ -214,6 +215,7 @@ class ResultsStore:
             command,
             ray_address,
             code_version,
+            Json(json_safe(settings)),
         )
         with self._transaction() as cur:
             cur.execute(insert, values)
@@ -267,6 +269,12 @@ class ResultsStore:
             )
         full = {"sweep_id": self._require_sweep(), "trial_id": trial_id, **row}
         self.outbox.submit("iterations", [full])
+
+    def score_trial(self, trial_id: str, tail_env_steps: int) -> None:
+        """Store the trial's ``final_metric`` from its iterations of the last ``tail_env_steps``
+        env steps (buffered behind them, in order)."""
+        row = {"sweep_id": self._require_sweep(), "trial_id": trial_id}
+        self.outbox.submit("final_metric", [{**row, "tail_env_steps": int(tail_env_steps)}])
 
     def rewind_trial(self, trial_id: str, from_iteration: int) -> None:
         """Delete the trial's iterations and episodes from ``from_iteration`` on (buffered, in
@@ -360,15 +368,15 @@ def find_sweep(db_url: str, name: str) -> dict[str, Any] | None:
 
 
 def best_trial(db_url: str, name: str) -> tuple[str, str] | None:
-    """(trial id, best checkpoint) of the sweep's best trial that has a checkpoint on record, by
-    the sweep's metric and mode; None if no trial has one. Read-only."""
+    """(trial id, best checkpoint) of the sweep's best search trial that has a checkpoint on
+    record, by the sweep's metric and mode; None if no trial has one. Read-only."""
     conn = _one_shot(db_url)
     try:
         with conn, conn.cursor() as cur:
             cur.execute(
                 "SELECT t.trial_id, t.best_checkpoint FROM mario_sweeps.trials t"
                 " JOIN mario_sweeps.sweeps s ON s.id = t.sweep_id"
-                " WHERE s.name = %s AND t.best_checkpoint IS NOT NULL"
+                " WHERE s.name = %s AND t.best_checkpoint IS NOT NULL AND t.stage = 'search'"
                 " ORDER BY CASE WHEN s.mode = 'max' THEN -t.best_metric ELSE t.best_metric END"
                 " NULLS LAST, t.trial_id LIMIT 1",
                 (name,),

@@ -45,6 +45,10 @@ TRIAL_COLUMNS = (
     "last_env_steps",
     "started_at",
     "finished_at",
+    "stage",
+    "seed",
+    "repeats",
+    "final_metric",
 )
 ITERATION_COLUMNS = (
     "training_iteration",
@@ -76,7 +80,7 @@ EVALUATION_COLUMNS = (
     "length",
     "video",
 )
-_JSONB_COLUMNS = frozenset({"params", "result", "search_space", "scheduler"})
+_JSONB_COLUMNS = frozenset({"params", "result", "search_space", "scheduler", "settings"})
 # A restarted trial keeps its first start time.
 _KEEP_FIRST = frozenset({"started_at"})
 # Tune copies the whole trial config into every result; it is in trials.params already.
@@ -253,6 +257,23 @@ def _write_sweep_status(cur: Any, rows: list[dict[str, Any]]) -> None:
         )
 
 
+def _write_final_metrics(cur: Any, rows: list[dict[str, Any]]) -> None:
+    """Score an ended trial (see ``sweeps.stats.FINAL_METRIC``): the mean of its metric over
+    the iterations of its last ``tail_env_steps`` env steps. Queued behind the trial's iteration
+    rows, so it sees all of them."""
+    for row in rows:
+        cur.execute(
+            "UPDATE mario_sweeps.trials t SET final_metric = ("
+            " SELECT avg(i.metric) FROM mario_sweeps.iterations i"
+            " WHERE i.sweep_id = t.sweep_id AND i.trial_id = t.trial_id"
+            " AND i.env_steps_lifetime >= ("
+            "  SELECT max(env_steps_lifetime) FROM mario_sweeps.iterations"
+            "  WHERE sweep_id = t.sweep_id AND trial_id = t.trial_id) - %s)"
+            " WHERE t.sweep_id = %s AND t.trial_id = %s",
+            (row["tail_env_steps"], row["sweep_id"], row["trial_id"]),
+        )
+
+
 def _rewind_trials(cur: Any, rows: list[dict[str, Any]]) -> None:
     """Forget what a trial recorded from ``from_iteration`` on: it is about to replay them."""
     for row in rows:
@@ -271,5 +292,6 @@ WRITERS: dict[str, Callable[[Any, list[dict[str, Any]]], None]] = {
     "episodes": _write_episodes,
     "evaluations": _write_evaluations,
     "sweep_status": _write_sweep_status,
+    "final_metric": _write_final_metrics,
 }
 """One writer per kind of outbox op; each takes a cursor and that op's rows."""

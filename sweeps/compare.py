@@ -1,0 +1,172 @@
+"""A/B comparison of configs over seeds: is A really better than B?
+
+    python -m sweeps.compare A B [C ...] [--db-url URL]
+
+Each side is a sweep name or ``NAME:TRIAL``:
+
+- ``NAME:TRIAL`` is the config of search trial TRIAL, scored by its confirm runs (the search run
+  itself is left out: it was picked for scoring well, so it is biased upward);
+- ``NAME`` is the sweep's best confirmed config if it has a confirm stage; else every finished
+  trial of the sweep, one run each — right for a sweep whose only searched value is the seed
+  (``sweeps/dqn_vs_ppo.py``).
+
+A run's score is its final metric (:data:`sweeps.stats.FINAL_METRIC`). For each side the IQM with
+its 95 % bootstrap interval, then for the first side against each other: the difference of IQMs
+with its interval, P(A > B), and a one-line verdict.
+"""
+
+import argparse
+import sys
+from dataclasses import dataclass
+
+from callbacks.store import StoreError, embedded_db_url, resolve_db_url
+from sweeps.confirm import ConfirmError, confirmed_configs, interval_text, read_sweep_row
+from sweeps.queries import fetch_dicts
+from sweeps.stats import Comparison, StatsError, compare_scores, iqm_interval
+
+__all__ = ["Side", "compare_sides", "main", "resolve_side"]
+
+
+@dataclass(frozen=True)
+class Side:
+    spec: str
+    description: str
+    metric: str
+    mode: str
+    trial_ids: tuple[str, ...]
+    scores: tuple[float, ...]
+    flag_rates: tuple[float, ...]
+
+
+_TRIAL_SQL = """
+SELECT trial_id, stage FROM mario_sweeps.trials
+WHERE sweep_id = %s AND trial_id = %s
+"""
+_REPEATS_SQL = """
+SELECT t.trial_id, t.final_metric,
+       (SELECT avg(flag_get::int)::double precision FROM mario_sweeps.evaluations v
+        WHERE v.sweep_id = t.sweep_id AND v.trial_id = t.trial_id AND v.policy = 'greedy')
+       AS flag_rate
+FROM mario_sweeps.trials t
+WHERE t.sweep_id = %s AND t.status = 'terminated' AND t.final_metric IS NOT NULL
+  AND {where}
+ORDER BY t.trial_id
+"""
+
+
+def resolve_side(db_url: str, spec: str) -> Side:
+    """The runs side ``spec`` (``NAME`` or ``NAME:TRIAL``) stands for; ConfirmError if none."""
+    name, _, trial = spec.partition(":")
+    sweep = read_sweep_row(db_url, name)
+    if trial:
+        found = fetch_dicts(db_url, _TRIAL_SQL, (sweep["id"], trial))
+        if not found or found[0]["stage"] != "search":
+            raise ConfirmError(
+                f"{spec!r}: sweep {name!r} has no search trial {trial!r}; allowed: NAME:TRIAL "
+                "with a trial id from its leaderboard"
+            )
+        rows = fetch_dicts(
+            db_url, _REPEATS_SQL.format(where="t.repeats = %s"), (sweep["id"], trial)
+        )
+        description = f"config of {trial}, {len(rows)} confirm runs"
+    else:
+        confirmed = confirmed_configs(db_url, name, mode=sweep["mode"])
+        if confirmed:
+            best = confirmed[0]
+            rows = fetch_dicts(
+                db_url, _REPEATS_SQL.format(where="t.repeats = %s"), (sweep["id"], best.repeats)
+            )
+            description = f"best confirmed config (of {best.repeats}), {len(rows)} seeds"
+        else:
+            rows = fetch_dicts(
+                db_url, _REPEATS_SQL.format(where="t.stage = 'search'"), (sweep["id"],)
+            )
+            description = f"every trial, {len(rows)} runs"
+    return Side(
+        spec=spec,
+        description=description,
+        metric=sweep["metric"],
+        mode=sweep["mode"],
+        trial_ids=tuple(r["trial_id"] for r in rows),
+        scores=tuple(r["final_metric"] for r in rows),
+        flag_rates=tuple(r["flag_rate"] for r in rows if r["flag_rate"] is not None),
+    )
+
+
+def compare_sides(sides: list[Side]) -> tuple[list[Comparison], str]:
+    """The first side against each other one, and the printed report."""
+    metric = sides[0].metric
+    for side in sides[1:]:
+        if side.metric != metric or side.mode != sides[0].mode:
+            raise ConfirmError(
+                f"{side.spec!r} is scored by {side.metric} ({side.mode}), {sides[0].spec!r} by "
+                f"{metric} ({sides[0].mode}); allowed: sides with the same metric"
+            )
+    seen: dict[tuple[str, ...], str] = {}
+    for side in sides:
+        if side.trial_ids in seen:
+            raise ConfirmError(
+                f"{side.spec!r} is the same runs as {seen[side.trial_ids]!r}; allowed: "
+                "two different configs or sweeps"
+            )
+        seen[side.trial_ids] = side.spec
+    lines = [f"final {metric}: IQM over runs [95 % bootstrap CI]"]
+    for label, side in zip(_labels(len(sides)), sides, strict=True):
+        final = iqm_interval(side.scores, label=side.spec)
+        flags = (
+            iqm_interval(side.flag_rates, label=side.spec)
+            if len(side.flag_rates) == len(side.scores)
+            else None
+        )
+        lines.append(
+            f"{label}  {side.spec:<36} {side.description:<44} {final!s:>28}  "
+            f"eval flag rate {interval_text(flags, percent=True)}"
+        )
+    comparisons = []
+    for label, side in zip(_labels(len(sides))[1:], sides[1:], strict=True):
+        c = compare_scores(
+            sides[0].scores,
+            side.scores,
+            a_label=sides[0].spec,
+            b_label=side.spec,
+            mode=sides[0].mode,
+        )
+        comparisons.append(c)
+        lines.append(
+            f"A - {label}  difference {c.difference}  P(A > {label}) "
+            f"{c.probability_of_improvement:.2f}\nverdict: {c.verdict}"
+        )
+    return comparisons, "\n".join(lines)
+
+
+def _labels(n: int) -> list[str]:
+    return [chr(ord("A") + i) if i < 26 else f"#{i + 1}" for i in range(n)]
+
+
+def comparison_report(db_url: str, specs: list[str]) -> str:
+    sides = [resolve_side(db_url, spec) for spec in specs]
+    return compare_sides(sides)[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m sweeps.compare",
+        description="Compare configs over seeds: IQM with 95%% bootstrap intervals, the "
+        "difference, P(A > B) and a verdict. A side is a sweep NAME or NAME:TRIAL.",
+    )
+    parser.add_argument("sides", nargs="+", metavar="SIDE", help="NAME or NAME:TRIAL")
+    parser.add_argument("--db-url", help="PostgreSQL URL (default: the embedded one)")
+    args = parser.parse_args(argv)
+    try:
+        if len(args.sides) < 2:
+            raise ConfirmError(f"{len(args.sides)} side given; allowed: two or more (A B [C ...])")
+        db_url = resolve_db_url(args.db_url) or embedded_db_url()
+        print(comparison_report(db_url, args.sides))
+    except (ConfirmError, StatsError, StoreError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
