@@ -304,7 +304,7 @@ def build_confirm_tuner(options, db_url: str, plan: Plan):
                 checkpoint_at_end=True,
             ),
             failure_config=tune.FailureConfig(max_failures=1),
-            progress_reporter=progress_reporter(options),
+            progress_reporter=progress_reporter(options, extra_params=("seed",)),
             verbose=1,
         ),
     )

@@ -607,8 +607,9 @@ def build_callbacks(
     return callbacks
 
 
-def progress_reporter(options: Options):
-    """The console table: our metric, best x_pos, flags, episodes, env steps, searched params."""
+def progress_reporter(options: Options, *, extra_params: tuple[str, ...] = ()):
+    """The console table: our metric, best x_pos, flags, episodes, env steps, searched params
+    (and ``extra_params``: the confirm stage's seed)."""
     from ray.tune import CLIReporter
 
     return CLIReporter(
@@ -619,7 +620,7 @@ def progress_reporter(options: Options):
             "mario/episodes": "episodes",
             "num_env_steps_sampled_lifetime": "env steps",
         },
-        parameter_columns=list(options.sweep.search_space),
+        parameter_columns=[*options.sweep.search_space, *extra_params],
         max_report_frequency=30,
     )
 

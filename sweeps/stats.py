@@ -11,7 +11,7 @@ our stack — its bootstrap backend ``arch`` 7.2 calls pandas' ``deprecate_kwarg
 signature and pandas 3 removed it. ``scipy.stats.bootstrap`` resamples independent samples and
 computes percentile intervals, which is all rliable does for one task.
 
->>> round(iqm([1.0, 2.0, 3.0, 100.0]), 6)
+>>> float(iqm([1.0, 2.0, 3.0, 100.0]))
 2.5
 >>> probability_of_improvement([2, 3], [1, 3])
 0.625

@@ -136,16 +136,14 @@ def row_count(db_url: str) -> int:
         return cur.fetchone()[0]
 
 
-def test_confirmed_configs_rank_by_iqm_and_compare_gives_the_known_verdicts(
-    fresh_db_url, capsys
-):
+def test_confirmed_configs_rank_by_iqm_and_compare_gives_the_known_verdicts(fresh_db_url, capsys):
     write_confirmed_sweep(fresh_db_url)
     ranked = confirm.confirmed_configs(fresh_db_url, "known")
     assert [c.n for c in ranked] == [8, 8, 8]
     assert ranked[-1].repeats == "bad" and {c.repeats for c in ranked[:2]} == {"good", "same"}
     assert ranked[0].probability_of_improvement is None
     assert ranked[-1].probability_of_improvement > 0.95
-    assert all(c.final.covers(SCORES[c.repeats][0]) for c in ranked)
+    assert all(abs(c.final.value - SCORES[c.repeats][0]) < 100 for c in ranked)  # sd/sqrt(8): 35
 
     assert compare.main(["known:good", "known:bad", "--db-url", fresh_db_url]) == 0
     out = capsys.readouterr().out
@@ -155,7 +153,9 @@ def test_confirmed_configs_rank_by_iqm_and_compare_gives_the_known_verdicts(
     assert compare.main(["known:good", "known:same", "--db-url", fresh_db_url]) == 0
     assert "verdict: no detectable difference at N=8 seeds" in capsys.readouterr().out
 
-    table = confirm.confirmed_table(fresh_db_url, "known", metric="mario/x_pos_smoothed", mode="max")
+    table = confirm.confirmed_table(
+        fresh_db_url, "known", metric="mario/x_pos_smoothed", mode="max"
+    )
     assert table.count("\n") == 5 and "[" in table  # header lines + 3 configs with intervals
 
 
@@ -187,7 +187,11 @@ def write_confirmed_sweep_with_one_seed(db_url: str) -> None:
         )
         store.upsert_trial("only", params={}, status="terminated", best_metric=1.0)
         store.upsert_trial(
-            "only-1000", stage="confirm", seed=1000, repeats="only", status="terminated",
+            "only-1000",
+            stage="confirm",
+            seed=1000,
+            repeats="only",
+            status="terminated",
             final_metric=1.0,
         )
 

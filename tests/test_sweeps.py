@@ -58,20 +58,30 @@ def sweep_rows(db_url: str) -> list[tuple]:
 
 
 @pytest.mark.slow
-def test_ppo_smoke_sweep_records_trials_iterations_episodes_and_the_optuna_study(
+def test_ppo_smoke_sweep_records_its_search_then_confirms_the_top_configs_over_seeds(
     fresh_db_url, tmp_path
 ):
     done = run_sweep(
-        "sweeps/ppo_lr_entropy.py", "--smoke", "--db-url", fresh_db_url, tmp_path=tmp_path
+        "sweeps/ppo_lr_entropy.py",
+        "--smoke",
+        "--confirm-top",
+        "2",
+        "--confirm-seeds",
+        "2",
+        "--db-url",
+        fresh_db_url,
+        tmp_path=tmp_path,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "leaderboard (3 trials" in done.stdout and "best checkpoint: /" in done.stdout
+    assert "leaderboard (3 search trials" in done.stdout and "best checkpoint: /" in done.stdout
+    # The console's progress table is ours (Tune's default output would ignore it).
+    assert "x_pos max" in done.stdout and "num_env_runner_sample_calls" not in done.stdout
     [(sweep_id, name, status)] = sweep_rows(fresh_db_url)
     assert (name, status) == ("ppo_lr_entropy-smoke", "finished")
     trials = rows(
         fresh_db_url,
         "SELECT trial_id, params, stop_reason, best_checkpoint FROM mario_sweeps.trials"
-        " WHERE sweep_id = %s",
+        " WHERE sweep_id = %s AND stage = 'search'",
         sweep_id,
     )
     assert len(trials) >= 3
@@ -95,10 +105,113 @@ def test_ppo_smoke_sweep_records_trials_iterations_episodes_and_the_optuna_study
         " WHERE s.study_name = %s",
         "mario-sweeps/ppo_lr_entropy-smoke",
     )
-    assert len(study) == len(trials)
+    assert len(study) == len(trials)  # confirm trials are not Optuna's
     assert {state for (state,) in study} <= {"COMPLETE", "PRUNED"}  # no zombie RUNNING trials
     for *_, checkpoint in trials:
         assert checkpoint is None or Path(checkpoint).is_dir()  # what Tune kept, not deleted
+    assert_the_confirm_stage_reran_the_top_two_configs(fresh_db_url, sweep_id, done.stdout)
+
+    # Confirming again with a third seed runs only the two missing (config, seed) pairs.
+    before = rows(
+        fresh_db_url,
+        "SELECT trial_id, finished_at FROM mario_sweeps.trials WHERE stage = 'confirm'",
+    )
+    again = run_module(
+        "sweeps.confirm",
+        name,
+        "--top",
+        "2",
+        "--seeds",
+        "3",
+        "--eval-episodes",
+        "1",
+        "--db-url",
+        fresh_db_url,
+        "--wandb-mode",
+        "disabled",
+        tmp_path=tmp_path,
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "(2 trials to run" in again.stdout
+    after = rows(
+        fresh_db_url,
+        "SELECT trial_id, finished_at, seed FROM mario_sweeps.trials WHERE stage = 'confirm'",
+    )
+    assert {(t, f) for t, f, _ in after} >= set(before)  # the finished ones untouched
+    assert sorted(seed for t, _, seed in after if (t,) not in {(b,) for b, _ in before}) == [
+        1002,
+        1002,
+    ]
+    top, second = (line.split()[1] for line in confirmed_lines(again.stdout))
+    compared = run_module(
+        "sweeps.compare",
+        f"{name}:{top}",
+        f"{name}:{second}",
+        "--db-url",
+        fresh_db_url,
+        tmp_path=tmp_path,
+    )
+    assert compared.returncode == 0, compared.stderr
+    assert "3 confirm runs" in compared.stdout and "\nverdict: " in compared.stdout
+
+
+def run_module(module: str, *args: str, tmp_path: Path, timeout: int = 600):
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO,
+        env=sweep_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def confirmed_lines(stdout: str) -> list[str]:
+    """The rows of the last confirmed-configs table printed."""
+    table = stdout[stdout.rindex("confirmed configs") :].splitlines()[2:]
+    return [line for line in table if line[:1].isdigit()]
+
+
+def assert_the_confirm_stage_reran_the_top_two_configs(db_url, sweep_id, stdout) -> None:
+    """4 confirm trials: the 2 best distinct search configs x 2 fresh seeds, full budget, no
+    ASHA; every seed's run really differs; the leaderboard shows their IQM intervals."""
+    confirmed = rows(
+        db_url,
+        "SELECT c.repeats, c.seed, c.params = s.params, c.status, c.stop_reason,"
+        " c.last_env_steps, c.final_metric,"
+        " (SELECT array_agg(e.episode_return ORDER BY e.training_iteration, e.episode_id)"
+        "  FROM mario_sweeps.episodes e WHERE e.sweep_id = c.sweep_id"
+        "  AND e.trial_id = c.trial_id),"
+        " (SELECT count(*) FROM mario_sweeps.evaluations v"
+        "  WHERE v.sweep_id = c.sweep_id AND v.trial_id = c.trial_id)"
+        " FROM mario_sweeps.trials c JOIN mario_sweeps.trials s"
+        " ON s.sweep_id = c.sweep_id AND s.trial_id = c.repeats"
+        " WHERE c.sweep_id = %s AND c.stage = 'confirm' ORDER BY c.repeats, c.seed",
+        sweep_id,
+    )
+    top_two = [
+        trial_id
+        for (trial_id,) in rows(
+            db_url,
+            "SELECT trial_id FROM mario_sweeps.trials WHERE sweep_id = %s AND stage = 'search'"
+            " ORDER BY best_metric DESC, trial_id LIMIT 2",
+            sweep_id,
+        )
+    ]
+    assert sorted({r[0] for r in confirmed}) == sorted(top_two)
+    assert [(r[0], r[1]) for r in confirmed] == [
+        (t, s) for t in sorted(top_two) for s in (1000, 1001)
+    ]
+    for _, _, same_params, status, reason, steps, final, returns, evals in confirmed:
+        assert same_params and status == "terminated" and reason in ("completed", "collapse")
+        assert steps >= 1_000 or reason == "collapse"  # the full budget: ASHA is off
+        assert final is not None and returns and evals == 1
+    by_config = {}
+    for repeats, _, _, _, _, _, _, returns, _ in confirmed:
+        by_config.setdefault(repeats, []).append(returns)
+    assert all(first != second for first, second in by_config.values())  # seeds differ
+    shown = confirmed_lines(stdout)
+    assert len(shown) == 2 and all("[" in line and line.split()[3] == "2" for line in shown)
 
 
 @pytest.mark.slow
@@ -108,6 +221,8 @@ def test_a_sweep_ends_by_evaluating_its_best_checkpoint_with_rows_a_video_and_w_
     done = run_sweep(
         "sweeps/ppo_lr_entropy.py",
         "--smoke",
+        "--confirm-top",
+        "0",
         "--num-samples",
         "2",
         "--eval-episodes",
@@ -224,6 +339,8 @@ def test_dqn_sweep_runs_in_smoke_mode_with_a_budget_below_the_first_asha_rung(
     done = run_sweep(
         "sweeps/dqn_lr_target.py",
         "--smoke",
+        "--confirm-top",
+        "0",
         "--num-samples",
         "2",
         "--max-env-steps",
@@ -273,6 +390,7 @@ SWEEP = Sweep(
     num_samples=4,
     max_concurrent=1,
     asha=Asha(grace_period=256, reduction_factor=2),
+    confirm_top=0,
 )
 if __name__ == "__main__":
     sys.exit(main(SWEEP))
@@ -301,6 +419,8 @@ def test_asha_stops_the_trials_that_cannot_learn_and_records_why(fresh_db_url, t
 def test_resume_after_the_driver_is_killed_finishes_without_duplicate_rows(fresh_db_url, tmp_path):
     args = [
         "--smoke",
+        "--confirm-top",
+        "0",
         "--num-samples",
         "2",
         "--max-concurrent",
@@ -401,6 +521,9 @@ def test_resume_after_the_driver_is_killed_finishes_without_duplicate_rows(fresh
         (["--address", "127.0.0.1:1\n"], "--address '127.0.0.1:1\\n' is not allowed"),
         (["--eval-episodes", "-1"], "--eval-episodes -1 is not allowed"),
         (["--report-every", "nan"], "--report-every nan is not allowed"),
+        (["--confirm-top", "-1"], "--confirm-top -1 is not allowed; allowed: an integer in [0,"),
+        (["--confirm-seeds", "-3"], "--confirm-seeds -3 is not allowed"),
+        (["--confirm-top", "1000"], "--confirm-top 1000 is not allowed"),
     ],
 )
 def test_bad_cli_values_fail_with_one_line_and_leave_no_sweep_row(
@@ -588,6 +711,8 @@ def wait_for_iterations(db_url: str, driver: subprocess.Popen, count: int) -> No
 
 INTERRUPTIBLE = [
     "--smoke",
+    "--confirm-top",
+    "0",
     "--num-samples",
     "2",
     "--max-concurrent",
