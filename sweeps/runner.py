@@ -11,8 +11,10 @@ The order is deliberate, and it is the order of :func:`run`:
 4. ``build_tuner``: pure builders — searcher, scheduler, stopper, callbacks — into a ``Tuner``;
 5. ``tuner.fit()``: only now is anything written: ``PostgresCallback.setup`` creates the sweep row;
    meanwhile ``LiveReport`` rewrites the HTML report every few minutes;
-6. the leaderboard read back from the database, the best checkpoint played
-   (``evaluate_at_end``), and the final report.
+6. the best checkpoint played (``evaluate_at_end``), then the confirm stage (``confirm_at_end``,
+   :mod:`sweeps.confirm`): the top ``--confirm-top`` configs re-run over ``--confirm-seeds``
+   fresh seeds, ranked by IQM with bootstrap intervals;
+7. the leaderboard read back from the database (confirmed configs first) and the final report.
 
 So nothing is written (no sweep row, no Optuna study, no experiment directory) until Ray is
 connected and every input has been accepted.

@@ -5,6 +5,7 @@ Sweeps start their own local Ray, so these tests never share the session's Ray i
 """
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -168,8 +169,8 @@ def run_module(module: str, *args: str, tmp_path: Path, timeout: int = 600):
 
 def confirmed_lines(stdout: str) -> list[str]:
     """The rows of the last confirmed-configs table printed."""
-    table = stdout[stdout.rindex("confirmed configs") :].splitlines()[2:]
-    return [line for line in table if line[:1].isdigit()]
+    table = stdout[stdout.rindex("confirmed configs") :].split("\n\n")[0].splitlines()[2:]
+    return [line for line in table if line.strip()]
 
 
 def assert_the_confirm_stage_reran_the_top_two_configs(db_url, sweep_id, stdout) -> None:
@@ -672,7 +673,8 @@ def test_bad_cli_value_exits_non_zero_as_a_script(tmp_path):
 
 
 def test_every_sweep_script_has_help(tmp_path):
-    scripts = [p for p in sorted((REPO / "sweeps").glob("*.py")) if "Sweep(" in p.read_text()]
+    entry = re.compile(r"^from sweeps\.runner import (main|compare)$", re.MULTILINE)
+    scripts = [p for p in sorted((REPO / "sweeps").glob("*.py")) if entry.search(p.read_text())]
     assert len(scripts) >= 3
     for script in scripts:
         done = run_sweep(f"sweeps/{script.name}", "--help", tmp_path=tmp_path, timeout=120)
