@@ -17,6 +17,8 @@ from ray.rllib.algorithms.dqn.torch.dqn_torch_learner import DQNTorchLearner
 from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
+from ray.rllib.utils.schedules.piecewise_schedule import PiecewiseSchedule
 
 from algos.hparams import DQN_RULES, PPO_RULES, check_hparams
 from algos.model import MarioDQNModule, MarioPPOModule, mario_model_config
@@ -30,6 +32,8 @@ __all__ = [
     "Resources",
     "ppo_config",
     "dqn_config",
+    "scheduled_value",
+    "LR_USED_KEY",
 ]
 
 # Mario rewards are per-frame progress (up to 15 per agent step after clipping); public Mario
@@ -118,12 +122,59 @@ class _FastTorchLearner:
                 self.get_optimizer(module_id, optimizer_name).step()
 
 
-class MarioPPOLearner(_FastTorchLearner, PPOTorchLearner):
-    """RLlib's PPO torch learner, faster on CPU (see ``_FastTorchLearner``)."""
+LR_USED_KEY = "lr_used"
 
 
-class MarioDQNLearner(_FastTorchLearner, DQNTorchLearner):
-    """RLlib's DQN torch learner, faster on CPU (see ``_FastTorchLearner``)."""
+def scheduled_value(value_or_schedule: Any, env_steps: int) -> float:
+    """A fixed value, or an RLlib ``[[step, value], ...]`` schedule at ``env_steps`` (linear in
+    between, the last value after it: what RLlib's own ``Scheduler`` computes)."""
+    if not isinstance(value_or_schedule, list | tuple):
+        return float(value_or_schedule)
+    schedule = PiecewiseSchedule(
+        [tuple(point) for point in value_or_schedule],
+        outside_value=value_or_schedule[-1][-1],
+        framework=None,
+    )
+    return float(schedule.value(env_steps))
+
+
+class _ConfiguredLearningRate:
+    """Every update starts with the learning rate the trial's config says.
+
+    RLlib restores an optimizer's ``param_groups`` (its lr included) with the optimizer state and
+    re-applies the configured lr only *after* the next update. So a PBT member that continued
+    from a donor's checkpoint trained its whole first iteration with the donor's lr while
+    reporting its own new one (measured: 1e-3 in the optimizer, 1e-5 reported). Setting the lr
+    before each update closes that gap; ``tests/test_pbt.py`` checks it end to end.
+    """
+
+    def before_gradient_based_update(self, *, timesteps: dict[str, Any]) -> None:
+        super().before_gradient_based_update(timesteps=timesteps)
+        env_steps = timesteps.get(NUM_ENV_STEPS_SAMPLED_LIFETIME, 0)
+        for module_id in self.module.keys():
+            lr = scheduled_value(self.config.get_config_for_module(module_id).lr, env_steps)
+            for _, optimizer in self.get_optimizers_for_module(module_id):
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+
+    def apply_gradients(self, gradients_dict) -> None:
+        """Report the lr each optimizer step really used (``learners/<module>/lr_used``, one value
+        per step), beside RLlib's configured ``default_optimizer_learning_rate``."""
+        for module_id in self.module.keys():
+            for _, optimizer in self.get_optimizers_for_module(module_id):
+                self.metrics.log_value(
+                    (module_id, LR_USED_KEY), optimizer.param_groups[0]["lr"], reduce="item_series"
+                )
+        super().apply_gradients(gradients_dict)
+
+
+class MarioPPOLearner(_ConfiguredLearningRate, _FastTorchLearner, PPOTorchLearner):
+    """RLlib's PPO torch learner, faster on CPU (see ``_FastTorchLearner``), that trains with the
+    configured lr from the first update after a restore (see ``_ConfiguredLearningRate``)."""
+
+
+class MarioDQNLearner(_ConfiguredLearningRate, _FastTorchLearner, DQNTorchLearner):
+    """RLlib's DQN torch learner, faster on CPU, with the configured lr after a restore."""
 
 
 @dataclass(frozen=True)
