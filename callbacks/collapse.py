@@ -16,7 +16,7 @@ from typing import Any
 from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 from ray.tune.stopper import Stopper
 
-from callbacks.records import STOP_REASON_KEY, lookup
+from callbacks.records import COLLAPSE_PEAK_KEY, STOP_REASON_KEY, lookup
 
 __all__ = ["Collapse", "CollapseDetector", "SweepStopper", "stop_reason"]
 
@@ -77,13 +77,19 @@ class CollapseDetector:
 
 @dataclass
 class SweepStopper(Stopper):
-    """Stops a trial at its env-step budget ("completed") or on collapse ("collapse")."""
+    """Stops a trial at its env-step budget ("completed") or on collapse ("collapse").
+
+    With ``stop_on_collapse=False`` (PBT: a collapsing member is the scheduler's to replace) a
+    collapse is recorded instead: the result gets the peak it fell from under
+    ``COLLAPSE_PEAK_KEY`` (stored as a lineage event) and the detector starts afresh.
+    """
 
     metric: str
     max_env_steps: int
     mode: str = "max"
     collapse: Collapse = field(default_factory=Collapse)
     detectors: dict = field(default_factory=dict)
+    stop_on_collapse: bool = True
 
     def __post_init__(self):
         CollapseDetector(self.collapse, self.mode)  # validates the mode
@@ -98,7 +104,12 @@ class SweepStopper(Stopper):
             )
             collapsed = detector.update(float(value))
             if collapsed and steps >= self.collapse.grace_env_steps and reason is None:
-                reason = "collapse"
+                if self.stop_on_collapse:
+                    reason = "collapse"
+                else:
+                    peak = detector.peak if self.mode == "max" else -detector.peak
+                    result[COLLAPSE_PEAK_KEY] = peak
+                    del self.detectors[trial_id]
         if reason is None:
             return False
         result[STOP_REASON_KEY] = reason

@@ -26,7 +26,8 @@ from typing import Any
 from ray.tune import Callback
 
 from callbacks.collapse import stop_reason
-from callbacks.records import EPISODES_KEY, lookup
+from callbacks.lineage import drain
+from callbacks.records import COLLAPSE_PEAK_KEY, EPISODES_KEY, lookup
 from callbacks.store.connection import split_password, validate_db_url
 from callbacks.store.store import ResultsStore
 from callbacks.store.tables import iteration_row
@@ -84,6 +85,10 @@ class PostgresCallback(Callback):
             whose config it repeats.
         final_tail_env_steps: an ended trial's ``final_metric`` is the mean metric over its last
             this many env steps (see ``sweeps.stats.FINAL_METRIC``); None: not scored.
+        lineage: a PBT sweep: write the exploits its scheduler publishes (``callbacks.lineage``)
+            and the collapses its stopper records. A member that copied a donor continues from
+            the donor's iteration counter; its rows keep the member's own timeline (stored
+            iteration = reported + an offset per trial), so nothing it trained is overwritten.
         spill_dir: where rows go while PostgreSQL is unavailable (default: the state dir).
         flush_timeout_s: how long the end of the experiment waits for buffered rows.
     """
@@ -99,6 +104,7 @@ class PostgresCallback(Callback):
         stage: str = "search",
         repeats: Mapping[tuple, str] | None = None,
         final_tail_env_steps: int | None = None,
+        lineage: bool = False,
         spill_dir: Path | None = None,
         flush_timeout_s: float = 60.0,
     ) -> None:
@@ -117,6 +123,8 @@ class PostgresCallback(Callback):
         self.stage = stage
         self.repeats = dict(repeats or {})
         self.final_tail_env_steps = final_tail_env_steps
+        self.lineage = lineage
+        self._offsets: dict[str, int] = {}
         self.spill_dir = spill_dir
         self.flush_timeout_s = flush_timeout_s
         self.sweep_id: int | None = None
@@ -169,6 +177,13 @@ class PostgresCallback(Callback):
         """Pop the episode list out of ``result`` and write the iteration and its episodes."""
         episodes = result.pop(EPISODES_KEY, None) or []
         row = iteration_row(result, metric=self.metric)
+        offset = self._offsets.get(trial.trial_id, 0)
+        if offset:
+            row["training_iteration"] += offset
+            episodes = [
+                {**e, "training_iteration": (e["training_iteration"] or 0) + offset}
+                for e in episodes
+            ]
         progress = self._progress(trial.trial_id)
         if _better(row["metric"], progress.best_metric, self.mode):
             progress.best_metric = row["metric"]
@@ -191,6 +206,35 @@ class PostgresCallback(Callback):
         )
         store.write_iteration(trial.trial_id, row)
         store.write_episodes(trial.trial_id, episodes)
+        if self.lineage:
+            if result.get(COLLAPSE_PEAK_KEY) is not None:
+                store.write_lineage(
+                    trial.trial_id,
+                    {
+                        "training_iteration": row["training_iteration"],
+                        "kind": "collapse",
+                        "env_steps": row["env_steps_lifetime"],
+                        "metric": row["metric"],
+                        "peak": result[COLLAPSE_PEAK_KEY],
+                        "old_params": self._params(trial.config),
+                    },
+                )
+            self._write_exploits()
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        if self.lineage and self._store is not None:
+            self._write_exploits()
+
+    def _write_exploits(self) -> None:
+        """Store the exploits published since the last call; shift each member's timeline."""
+        for event in drain(self.sweep["name"]):
+            trial_id = event["trial_id"]
+            stored = event["training_iteration"] + self._offsets.get(trial_id, 0)
+            self._offsets[trial_id] = stored - event["donor_iteration"]
+            row = {key: value for key, value in event.items() if key != "trial_id"}
+            self._require_store().write_lineage(
+                trial_id, {**row, "training_iteration": stored, "kind": "exploit"}
+            )
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         # Tune calls this while the trial still says RUNNING; its last result says why it ended.
@@ -228,10 +272,12 @@ class PostgresCallback(Callback):
         return {
             "sweep_id": self.sweep_id,
             "trials": {trial_id: asdict(p) for trial_id, p in self._trials.items()},
+            "offsets": dict(self._offsets),
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.sweep_id = state.get("sweep_id")
+        self._offsets = dict(state.get("offsets", {}))
         self._trials = {
             trial_id: _TrialProgress(**fields) for trial_id, fields in state["trials"].items()
         }

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any, TypedDict
 
 __all__ = [
+    "COLLAPSE_PEAK_KEY",
     "EPISODES_KEY",
     "EPISODE_COLUMNS",
     "EPISODE_FACT_COLUMNS",
@@ -38,6 +39,10 @@ METRIC_PREFIX = "mario/"
 """Our per-iteration metrics are flat top-level result keys ``mario/<name>``: Tune's checkpoint
 scoring looks its ``checkpoint_score_attribute`` up among the result's *top-level* keys, so a
 nested ``{"mario": {...}}`` silently scored every checkpoint alike and kept the newest ones."""
+
+COLLAPSE_PEAK_KEY = "collapse_peak"
+"""Written into a result by ``SweepStopper`` when it records (rather than stops) a collapse, as
+under PBT, where a collapsing member is left for exploit to replace: the peak it fell from."""
 
 STOP_REASON_KEY = "stop_reason"
 """Written into the result that ends a trial by whoever stopped it (the sweep's stopper)."""

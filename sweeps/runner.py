@@ -30,7 +30,7 @@ import signal
 import socket
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from algos import CheckpointError, HParamError, Resources, dqn_config, ppo_config
@@ -51,7 +51,7 @@ from callbacks.store import (
 from envs import EnvConfigError, register_mario_env, validate_env_config
 from sweeps.console import quiet_ray_notices, use_progress_table
 from sweeps.live import LiveReport
-from sweeps.spec import Sweep
+from sweeps.spec import SCHEDULERS, Pbt, Sweep, check_pbt
 
 __all__ = ["Options", "SweepError", "build_tuner", "main", "parse_options", "run"]
 
@@ -99,6 +99,10 @@ class Options:
     confirm_top: int
     """Distinct configs the confirm stage re-runs over fresh seeds (0: no confirm stage)."""
     confirm_seeds: int
+    scheduler: str = "asha"
+    """``asha`` (with Optuna), or ``pbt`` / ``pb2`` (a population, :mod:`sweeps.pbt`)."""
+    pbt: Pbt | None = None
+    """The population and its perturbation settings when ``scheduler`` is pbt or pb2."""
 
     @property
     def report_dir(self) -> Path:
@@ -176,6 +180,24 @@ def _parser(sweep: Sweep) -> argparse.ArgumentParser:
         type=int,
         help=f"seeds per confirmed config (default {sweep.confirm_seeds}, --smoke "
         f"{sweep.smoke.confirm_seeds})",
+    )
+    p.add_argument(
+        "--scheduler",
+        choices=SCHEDULERS,
+        help="asha: Optuna TPE + ASHA (default); pbt / pb2: population-based training of "
+        f"{(sweep.pbt or Pbt()).population} members"
+        + (" (this sweep's default)" if sweep.asha is None else ""),
+    )
+    p.add_argument("--population", type=int, help="PBT/PB2 members (default from the sweep file)")
+    p.add_argument(
+        "--perturbation-interval",
+        type=int,
+        help="PBT/PB2: env steps between a member's exploit/explore decisions",
+    )
+    p.add_argument(
+        "--quantile-fraction",
+        type=float,
+        help="PBT/PB2: the bottom fraction copies from the top fraction (0 < f <= 0.5)",
     )
     p.add_argument(
         "--report-every",
@@ -259,13 +281,17 @@ def parse_options(sweep: Sweep, argv: list[str] | None = None, *, name_suffix: s
         validate_env_config(env_config)
     except EnvConfigError as err:
         raise SweepError(str(err)) from None
+    max_env_steps = _count(
+        "--max-env-steps", args.max_env_steps, base.max_env_steps, high=MAX_ENV_STEPS
+    )
+    schedule = _schedule(sweep, args, base, max_env_steps=max_env_steps)
     options = Options(
         sweep=sweep,
         name=name,
-        num_samples=_count("--num-samples", args.num_samples, base.num_samples, high=100_000),
-        max_env_steps=_count(
-            "--max-env-steps", args.max_env_steps, base.max_env_steps, high=MAX_ENV_STEPS
-        ),
+        num_samples=schedule["pbt"].population
+        if schedule["pbt"]
+        else _count("--num-samples", args.num_samples, base.num_samples, high=100_000),
+        max_env_steps=max_env_steps,
         max_concurrent=_count(
             "--max-concurrent", args.max_concurrent, base.max_concurrent, high=10_000
         ),
@@ -285,7 +311,7 @@ def parse_options(sweep: Sweep, argv: list[str] | None = None, *, name_suffix: s
         eval_episodes=_eval_episodes(args.eval_episodes, smoke=args.smoke),
         eval_sample=args.eval_sample,
         report_every_s=_report_every_s(args.report_every),
-        **_confirm_counts(sweep, args, base),
+        **schedule,
     )
     algorithm_config(options)  # hyperparameters and search space checked here, before Ray
     if options.resume and not _can_restore(options.experiment_dir):
@@ -294,6 +320,57 @@ def parse_options(sweep: Sweep, argv: list[str] | None = None, *, name_suffix: s
             "allowed: the --name of a sweep started before with the same --storage-path"
         )
     return options
+
+
+def _schedule(sweep: Sweep, args: argparse.Namespace, base, *, max_env_steps: int) -> dict:
+    """The scheduler (ASHA, or a PBT/PB2 population) and the confirm stage, checked."""
+    scheduler = args.scheduler or ("asha" if sweep.asha is not None else "pbt")
+    pbt_flags = {
+        "--population": args.population,
+        "--perturbation-interval": args.perturbation_interval,
+        "--quantile-fraction": args.quantile_fraction,
+    }
+    if scheduler == "asha":
+        if sweep.asha is None:
+            raise SweepError(
+                f"--scheduler asha is not allowed: sweep {sweep.name!r} declares no ASHA; "
+                "allowed: pbt, pb2"
+            )
+        given = [flag for flag, value in pbt_flags.items() if value is not None]
+        if given:
+            raise SweepError(
+                f"{given[0]} is not allowed with --scheduler asha; allowed: with --scheduler "
+                "pbt or pb2"
+            )
+        return {"scheduler": scheduler, "pbt": None, **_confirm_counts(sweep, args, base)}
+    declared = (base.pbt if args.smoke else sweep.pbt) or Pbt()
+    overrides = {
+        "population": args.population,
+        "perturbation_interval": args.perturbation_interval,
+        "quantile_fraction": args.quantile_fraction,
+    }
+    pbt = replace(declared, **{k: v for k, v in overrides.items() if v is not None})
+    problem = check_pbt(pbt, max_env_steps=max_env_steps)
+    if problem is not None:
+        raise SweepError(problem)
+    if args.num_samples is not None:
+        raise SweepError(
+            f"--num-samples is not allowed with --scheduler {scheduler}; allowed: --population N"
+        )
+    if args.confirm_top:
+        raise SweepError(
+            f"--confirm-top {args.confirm_top} is not allowed with --scheduler {scheduler}: a "
+            "PBT member's values change while it trains, so re-running its last values over seeds "
+            "would not repeat it; allowed: --confirm-top 0"
+        )
+    if scheduler == "pb2":
+        from sweeps.pbt import pb2_bounds
+
+        try:
+            pb2_bounds(sweep.search_space)
+        except ValueError as err:
+            raise SweepError(str(err)) from None
+    return {"scheduler": scheduler, "pbt": pbt, "confirm_top": 0, "confirm_seeds": 0}
 
 
 def _confirm_counts(sweep: Sweep, args: argparse.Namespace, base) -> dict[str, int]:
@@ -483,12 +560,7 @@ def build_tuner(options: Options, db_url: str):
 
     sweep = options.sweep
     config = algorithm_config(options)
-    stopper = SweepStopper(
-        metric=sweep.metric,
-        mode=sweep.mode,
-        max_env_steps=options.max_env_steps,
-        collapse=sweep.collapse,
-    )
+    population = options.scheduler in ("pbt", "pb2")
     if options.resume:
         # Tune restores the searcher, scheduler, stopper and callbacks it pickled at the start.
         return tune.Tuner.restore(
@@ -498,39 +570,64 @@ def build_tuner(options: Options, db_url: str):
             resume_unfinished=True,
             restart_errored=True,
         )
-    from sweeps.search import asha_scheduler, optuna_searcher
+    if population:
+        from sweeps.pbt import pbt_scheduler
 
-    asha = (sweep.smoke.asha if options.smoke else sweep.asha).within(options.max_env_steps)
-    searcher = optuna_searcher(
-        db_url=db_url,
-        study_name=f"mario-sweeps/{options.name}",
-        metric=sweep.metric,
-        mode=sweep.mode,
-        seed=sweep.seed,
-        points_to_evaluate=sweep.points_to_evaluate,
-    )
+        scheduler = pbt_scheduler(
+            options.scheduler,
+            pbt=options.pbt,
+            metric=sweep.metric,
+            mode=sweep.mode,
+            search_space=sweep.search_space,
+            lineage_key=options.name,
+        )
+        recorded = {"type": options.scheduler.upper(), **vars(options.pbt)}
+        search = {"max_concurrent_trials": options.max_concurrent}  # Tune's own sampling
+    else:
+        from sweeps.search import asha_scheduler, optuna_searcher
+
+        asha = (sweep.smoke.asha if options.smoke else sweep.asha).within(options.max_env_steps)
+        scheduler = asha_scheduler(
+            metric=sweep.metric,
+            mode=sweep.mode,
+            max_env_steps=options.max_env_steps,
+            grace_period=asha.grace_period,
+            reduction_factor=asha.reduction_factor,
+        )
+        recorded = {"type": "ASHA", **vars(asha)}
+        searcher = optuna_searcher(
+            db_url=db_url,
+            study_name=f"mario-sweeps/{options.name}",
+            metric=sweep.metric,
+            mode=sweep.mode,
+            seed=sweep.seed,
+            points_to_evaluate=sweep.points_to_evaluate,
+        )
+        search = {"search_alg": ConcurrencyLimiter(searcher, max_concurrent=options.max_concurrent)}
     return tune.Tuner(
         config.algo_class,
         param_space=config,
         tune_config=tune.TuneConfig(
-            search_alg=ConcurrencyLimiter(searcher, max_concurrent=options.max_concurrent),
-            scheduler=asha_scheduler(
-                metric=sweep.metric,
-                mode=sweep.mode,
-                max_env_steps=options.max_env_steps,
-                grace_period=asha.grace_period,
-                reduction_factor=asha.reduction_factor,
-            ),
+            scheduler=scheduler,
             num_samples=options.num_samples,
             trial_dirname_creator=trial_dirname,
+            **search,
         ),
         run_config=tune.RunConfig(
             name=options.name,
             storage_path=options.storage_path,
-            stop=stopper,
-            callbacks=build_callbacks(options, db_url, scheduler=vars(asha)),
+            # Under PBT a collapsing member is recorded, and left for exploit to replace.
+            stop=SweepStopper(
+                metric=sweep.metric,
+                mode=sweep.mode,
+                max_env_steps=options.max_env_steps,
+                collapse=sweep.collapse,
+                stop_on_collapse=not population,
+            ),
+            callbacks=build_callbacks(options, db_url, scheduler=recorded),
             checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=2,
+                # PBT copies a donor's latest checkpoint: keep enough that it is still there.
+                num_to_keep=4 if population else 2,
                 checkpoint_score_attribute=sweep.metric,
                 checkpoint_score_order=sweep.mode,
                 checkpoint_frequency=sweep.checkpoint_every,
@@ -570,7 +667,6 @@ def build_callbacks(
                 "metric": sweep.metric,
                 "mode": sweep.mode,
                 "scheduler": {
-                    "type": "ASHA",
                     "time_attr": "num_env_steps_sampled_lifetime",
                     "max_t": options.max_env_steps,
                     **scheduler,
@@ -595,9 +691,11 @@ def build_callbacks(
             },
             param_keys=list(sweep.search_space),
             num_samples=options.num_samples if num_samples is None else num_samples,
+            scheduler="pbt" if options.scheduler in ("pbt", "pb2") else "asha",
             stage=stage,
             repeats=repeats,
             final_tail_env_steps=tail,
+            lineage=options.scheduler in ("pbt", "pb2"),
         )
     ]
     if options.wandb_mode != "disabled":
@@ -761,6 +859,21 @@ def _print_header(options: Options, dashboard: str, db_url: str) -> None:
         f"{options.report_every_s / 60:g} min; open the .html in a browser)\n"
         f"w&b         {wandb}"
         + (" (sync: wandb sync <dir>)" if options.wandb_mode == "offline" else "")
+        + f"\nscheduler   {_scheduler_line(options)}"
+    )
+
+
+def _scheduler_line(options: Options) -> str:
+    """What schedules the trials, and (for PBT) which of the usual pieces do not apply."""
+    if options.pbt is None:
+        return "Optuna TPE (study in the results database) + ASHA on env steps + collapse stops"
+    pbt = options.pbt
+    return (
+        f"{options.scheduler.upper()}: population {pbt.population}, exploit/explore every "
+        f"{pbt.perturbation_interval:,} env steps, bottom {pbt.quantile_fraction:.0%} copies the "
+        f"top {pbt.quantile_fraction:.0%}; {options.max_concurrent} members train at once (Tune "
+        "pauses the rest). No Optuna study (the population starts from the search space), no "
+        "ASHA rungs; collapses are recorded, not stopped"
     )
 
 

@@ -9,7 +9,19 @@ from typing import Any
 
 from callbacks.collapse import Collapse
 
-__all__ = ["Asha", "Collapse", "DQN_SMOKE", "PPO_SMOKE", "Smoke", "Sweep"]
+__all__ = [
+    "SCHEDULERS",
+    "Asha",
+    "Collapse",
+    "DQN_SMOKE",
+    "PPO_SMOKE",
+    "Pbt",
+    "Smoke",
+    "Sweep",
+    "check_pbt",
+]
+
+SCHEDULERS = ("asha", "pbt", "pb2")
 
 
 @dataclass(frozen=True)
@@ -30,6 +42,37 @@ class Asha:
 
 
 @dataclass(frozen=True)
+class Pbt:
+    """A population and how often it is perturbed (env steps, like the budget)."""
+
+    population: int = 8
+    perturbation_interval: int = 50_000
+    quantile_fraction: float = 0.25
+    """Bottom and top fraction of the population: the bottom copies from the top."""
+    resample_probability: float = 0.25
+    """PBT only: chance that an explored value is resampled from the search space."""
+
+
+def check_pbt(pbt: Pbt, *, max_env_steps: int) -> str | None:
+    """Why ``pbt`` cannot run (the words of a one-line error), or None."""
+    if isinstance(pbt.population, bool) or not 2 <= pbt.population <= 10_000:
+        return f"--population {pbt.population} is not allowed; allowed: an integer in [2, 10,000]"
+    if not 1 <= pbt.perturbation_interval <= max_env_steps:
+        return (
+            f"--perturbation-interval {pbt.perturbation_interval} is not allowed; allowed: env "
+            f"steps in [1, {max_env_steps:,}] (the budget)"
+        )
+    if not 0 < pbt.quantile_fraction <= 0.5:
+        return (
+            f"--quantile-fraction {pbt.quantile_fraction} is not allowed; allowed: a number "
+            "in (0, 0.5]"
+        )
+    if not 0 <= pbt.resample_probability <= 1:
+        return f"resample_probability {pbt.resample_probability} is not allowed; allowed: [0, 1]"
+    return None
+
+
+@dataclass(frozen=True)
 class Smoke:
     """The tiny budget ``--smoke`` runs: a few trials, a few thousand env steps, small batches.
 
@@ -43,6 +86,7 @@ class Smoke:
     hparams: dict[str, Any] = field(default_factory=dict)
     env_config: dict[str, Any] = field(default_factory=lambda: {"max_episode_steps": 48})
     asha: Asha = Asha(grace_period=250, reduction_factor=2)
+    pbt: Pbt = Pbt(population=4, perturbation_interval=512)
     confirm_top: int = 1
     confirm_seeds: int = 2
 
@@ -73,7 +117,8 @@ class Sweep:
     search_space: dict[str, Any]
     max_env_steps: int
     num_samples: int
-    asha: Asha
+    asha: Asha | None = None
+    """ASHA on env steps (the default scheduler); None for a sweep that only runs PBT."""
     metric: str = "mario/x_pos_smoothed"
     mode: str = "max"
     hparams: dict[str, Any] = field(default_factory=dict)
@@ -84,6 +129,9 @@ class Sweep:
     seed: int = 0
     checkpoint_every: int = 10
     """Training iterations between checkpoints (a trial also checkpoints at its end)."""
+    pbt: Pbt | None = None
+    """The population for ``--scheduler pbt`` / ``pb2`` (the default scheduler when the sweep
+    has no ``asha``); None: ``Pbt()``'s defaults."""
     confirm_top: int = 3
     """After the search, the best this many distinct configs are re-run over fresh seeds
     (``sweeps.confirm``; 0: no confirm stage)."""

@@ -161,12 +161,41 @@ ALTER TABLE mario_sweeps.trials
     ADD COLUMN final_metric double precision;
 """
 
+# Population-based training (sweeps.pbt): every exploit (a member copied a donor's checkpoint,
+# then explored new values) and every collapse a PBT sweep recorded instead of stopping the
+# member (``metric`` fell ``peak`` * drop_fraction below its peak). ``training_iteration`` is the
+# member's stored iteration (its own timeline, see PostgresCallback).
+_V5_LINEAGE = """
+CREATE TABLE mario_sweeps.lineage (
+    sweep_id            integer NOT NULL,
+    trial_id            text NOT NULL,
+    training_iteration  integer NOT NULL,
+    kind                text NOT NULL CHECK (kind IN ('exploit', 'collapse')),
+    env_steps           bigint,
+    donor               text,
+    donor_iteration     integer,
+    donor_env_steps     bigint,
+    checkpoint          text,
+    metric              double precision,
+    donor_metric        double precision,
+    peak                double precision,
+    old_params          jsonb,
+    donor_params        jsonb,
+    new_params          jsonb,
+    created_at          timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (sweep_id, trial_id, training_iteration, kind),
+    FOREIGN KEY (sweep_id, trial_id)
+        REFERENCES mario_sweeps.trials (sweep_id, trial_id) ON DELETE CASCADE
+);
+"""
+
 # (version, SQL) in order; version N's SQL upgrades a database at version N-1.
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, _V1_TABLES),
     (2, _V2_GAME_AND_TASK),
     (3, _V3_EVALUATIONS),
     (4, _V4_CONFIRM),
+    (5, _V5_LINEAGE),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -26,7 +26,13 @@ from callbacks.store.connection import CONNECT_TIMEOUT_S, connect, mask_url, spl
 from callbacks.store.embedded import default_state_dir
 from callbacks.store.errors import StoreError, StoreUnavailable, one_line
 from callbacks.store.outbox import Op, Outbox
-from callbacks.store.tables import ITERATION_COLUMNS, TRIAL_COLUMNS, WRITERS, json_safe
+from callbacks.store.tables import (
+    ITERATION_COLUMNS,
+    LINEAGE_COLUMNS,
+    TRIAL_COLUMNS,
+    WRITERS,
+    json_safe,
+)
 
 __all__ = ["SWEEP_STATUSES", "ResultsStore", "best_trial", "find_sweep", "set_sweep_status"]
 
@@ -275,6 +281,16 @@ class ResultsStore:
         env steps (buffered behind them, in order)."""
         row = {"sweep_id": self._require_sweep(), "trial_id": trial_id}
         self.outbox.submit("final_metric", [{**row, "tail_env_steps": int(tail_env_steps)}])
+
+    def write_lineage(self, trial_id: str, row: Mapping[str, Any]) -> None:
+        """Upsert one PBT lineage event (see ``LINEAGE_COLUMNS``): an exploit or a collapse."""
+        unknown = set(row) - set(LINEAGE_COLUMNS)
+        if unknown:
+            raise ValueError(
+                f"unknown lineage columns {sorted(unknown)}; allowed: {LINEAGE_COLUMNS}"
+            )
+        full = json_safe({"sweep_id": self._require_sweep(), "trial_id": trial_id, **row})
+        self.outbox.submit("lineage", [full])
 
     def rewind_trial(self, trial_id: str, from_iteration: int) -> None:
         """Delete the trial's iterations and episodes from ``from_iteration`` on (buffered, in

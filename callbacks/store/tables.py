@@ -27,6 +27,7 @@ __all__ = [
     "EPISODE_COLUMNS",
     "EVALUATION_COLUMNS",
     "ITERATION_COLUMNS",
+    "LINEAGE_COLUMNS",
     "TRIAL_COLUMNS",
     "WRITERS",
     "domain_data",
@@ -80,7 +81,25 @@ EVALUATION_COLUMNS = (
     "length",
     "video",
 )
-_JSONB_COLUMNS = frozenset({"params", "result", "search_space", "scheduler", "settings"})
+LINEAGE_COLUMNS = (
+    "training_iteration",
+    "kind",
+    "env_steps",
+    "donor",
+    "donor_iteration",
+    "donor_env_steps",
+    "checkpoint",
+    "metric",
+    "donor_metric",
+    "peak",
+    "old_params",
+    "donor_params",
+    "new_params",
+)
+_JSONB_COLUMNS = frozenset(
+    {"params", "result", "search_space", "scheduler", "settings"}
+    | {"old_params", "donor_params", "new_params"}
+)
 # A restarted trial keeps its first start time.
 _KEEP_FIRST = frozenset({"started_at"})
 # Tune copies the whole trial config into every result; it is in trials.params already.
@@ -249,6 +268,17 @@ def _write_evaluations(cur: Any, rows: list[dict[str, Any]]) -> None:
     )
 
 
+def _write_lineage(cur: Any, rows: list[dict[str, Any]]) -> None:
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in LINEAGE_COLUMNS[2:])
+    psycopg2.extras.execute_values(
+        cur,
+        f"INSERT INTO mario_sweeps.lineage (sweep_id, trial_id, {', '.join(LINEAGE_COLUMNS)})"
+        " VALUES %s ON CONFLICT (sweep_id, trial_id, training_iteration, kind)"
+        f" DO UPDATE SET {updates}",
+        [(r["sweep_id"], r["trial_id"], *_values(r, LINEAGE_COLUMNS)) for r in rows],
+    )
+
+
 def _write_sweep_status(cur: Any, rows: list[dict[str, Any]]) -> None:
     for row in rows:
         cur.execute(
@@ -277,7 +307,7 @@ def _write_final_metrics(cur: Any, rows: list[dict[str, Any]]) -> None:
 def _rewind_trials(cur: Any, rows: list[dict[str, Any]]) -> None:
     """Forget what a trial recorded from ``from_iteration`` on: it is about to replay them."""
     for row in rows:
-        for table in ("episodes", "iterations"):
+        for table in ("episodes", "iterations", "lineage"):
             cur.execute(
                 f"DELETE FROM mario_sweeps.{table}"
                 " WHERE sweep_id = %s AND trial_id = %s AND training_iteration >= %s",
@@ -293,5 +323,6 @@ WRITERS: dict[str, Callable[[Any, list[dict[str, Any]]], None]] = {
     "evaluations": _write_evaluations,
     "sweep_status": _write_sweep_status,
     "final_metric": _write_final_metrics,
+    "lineage": _write_lineage,
 }
 """One writer per kind of outbox op; each takes a cursor and that op's rows."""
