@@ -160,7 +160,7 @@ class PostgresCallback(Callback):
             params=params,
             stage=self.stage,
             seed=trial.config.get("seed"),
-            repeats=self.repeats.get(tuple(params.values())),
+            repeats=self.repeats.get(tuple(params.values())) if self.stage == "confirm" else None,
             status="running",
             stop_reason=None,
             error=None,
