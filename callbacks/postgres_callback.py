@@ -221,12 +221,11 @@ class PostgresCallback(Callback):
                 )
             self._write_exploits()
 
-    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        if self.lineage and self._store is not None:
-            self._write_exploits()
-
     def _write_exploits(self) -> None:
-        """Store the exploits published since the last call; shift each member's timeline."""
+        """Store the exploits published since the last call; shift each member's timeline.
+
+        Called after each result: Tune runs the scheduler (which exploits only the trial that
+        reported) before the callbacks, so that result's events are here already."""
         for event in drain(self.sweep["name"]):
             trial_id = event["trial_id"]
             stored = event["training_iteration"] + self._offsets.get(trial_id, 0)

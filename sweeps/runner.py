@@ -325,10 +325,11 @@ def parse_options(sweep: Sweep, argv: list[str] | None = None, *, name_suffix: s
 def _schedule(sweep: Sweep, args: argparse.Namespace, base, *, max_env_steps: int) -> dict:
     """The scheduler (ASHA, or a PBT/PB2 population) and the confirm stage, checked."""
     scheduler = args.scheduler or ("asha" if sweep.asha is not None else "pbt")
-    pbt_flags = {
-        "--population": args.population,
-        "--perturbation-interval": args.perturbation_interval,
-        "--quantile-fraction": args.quantile_fraction,
+    # Pbt field -> its value on the command line (None: not given).
+    given = {
+        field: getattr(args, field)
+        for field in ("population", "perturbation_interval", "quantile_fraction")
+        if getattr(args, field) is not None
     }
     if scheduler == "asha":
         if sweep.asha is None:
@@ -336,20 +337,14 @@ def _schedule(sweep: Sweep, args: argparse.Namespace, base, *, max_env_steps: in
                 f"--scheduler asha is not allowed: sweep {sweep.name!r} declares no ASHA; "
                 "allowed: pbt, pb2"
             )
-        given = [flag for flag, value in pbt_flags.items() if value is not None]
         if given:
+            flag = "--" + next(iter(given)).replace("_", "-")
             raise SweepError(
-                f"{given[0]} is not allowed with --scheduler asha; allowed: with --scheduler "
-                "pbt or pb2"
+                f"{flag} is not allowed with --scheduler asha; allowed: with --scheduler pbt or pb2"
             )
         return {"scheduler": scheduler, "pbt": None, **_confirm_counts(sweep, args, base)}
     declared = (base.pbt if args.smoke else sweep.pbt) or Pbt()
-    overrides = {
-        "population": args.population,
-        "perturbation_interval": args.perturbation_interval,
-        "quantile_fraction": args.quantile_fraction,
-    }
-    pbt = replace(declared, **{k: v for k, v in overrides.items() if v is not None})
+    pbt = replace(declared, **given)
     problem = check_pbt(pbt, max_env_steps=max_env_steps)
     if problem is not None:
         raise SweepError(problem)
