@@ -1,6 +1,13 @@
 """Play a trained checkpoint: a table of episodes and a gameplay video of the best one.
 
-    python -m algos.evaluate CHECKPOINT [--episodes 5] [--sample] [--tasks ID ...] [--video out.mp4]
+    python -m algos.evaluate CHECKPOINT [--episodes 20] [--sample] [--sticky 0.25] [--noop-max 30]
+                             [--tasks ID ...] [--video out.mp4]
+
+The emulator is deterministic, so a greedy policy from the same start replays one episode: five
+greedy episodes of a 235k-step checkpoint were identical (x_pos 314). Every episode therefore
+starts after a random number of no-op steps (0..``noop_max``) and repeats its previous action with
+probability ``sticky`` (sticky actions, Machado et al. 2018; here per agent step of 4 frames).
+Both are seeded per episode, so an evaluation is reproducible and its episodes differ.
 
 ``--tasks`` evaluates on tasks the agent was not trained on (held-out stages, another game) while
 keeping every other env option of the checkpoint, so generalisation is measured like for like.
@@ -25,11 +32,41 @@ from ray.rllib.core.columns import Columns
 from algos.checkpoints import CheckpointError, LoadedPolicy, load_policy
 from envs import EnvConfigError, MarioEnv, validate_env_config
 
-__all__ = ["EpisodeResult", "evaluate", "main"]
+__all__ = ["EpisodeResult", "Protocol", "evaluate", "main"]
 
 VIDEO_FPS = 15  # one frame per agent step at frame skip 4 = real game speed / 4 x 60 fps
 VIDEO_SUFFIXES = (".mp4", ".gif")
 MAX_SEED = 2**31 - 1  # as the ``seed`` hyperparameter: seeds numpy, torch and the emulator
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How an evaluation plays: what makes its episodes differ on a deterministic emulator."""
+
+    sample: bool = False
+    """Sample actions from the policy (default: its most likely action)."""
+    sticky: float = 0.25
+    """Chance that an agent step repeats the previous action instead of the policy's."""
+    noop_max: int = 30
+    """Each episode starts after a uniform 0..noop_max no-op steps (action 0 is NOOP)."""
+
+    def __post_init__(self):
+        if not 0 <= self.sticky < 1:
+            raise ValueError(f"sticky {self.sticky} is not allowed; allowed: a number in [0, 1)")
+        if isinstance(self.noop_max, bool) or not 0 <= self.noop_max <= MAX_NOOPS:
+            raise ValueError(
+                f"noop_max {self.noop_max} is not allowed; allowed: an integer in [0, {MAX_NOOPS}]"
+            )
+
+    def describe(self) -> str:
+        """What a table prints: e.g. ``greedy, sticky 0.25, 0-30 no-op starts``."""
+        return (
+            f"{'sampled' if self.sample else 'greedy'}, sticky {self.sticky:g}, "
+            f"0-{self.noop_max} no-op starts"
+        )
+
+
+MAX_NOOPS = 400  # 400 agent steps is 1,600 frames, a quarter of 1-1's clock: any more is waiting
 
 
 @dataclass
@@ -93,12 +130,13 @@ def evaluate(
     policy: LoadedPolicy,
     *,
     episodes: int,
-    sample: bool = False,
+    protocol: Protocol = Protocol(),
     tasks: list[str] | None = None,
     video: Path | None = None,
     seed: int = 0,
 ) -> list[EpisodeResult]:
-    """Play ``episodes`` episodes; write the best (by x_pos, then return) to ``video``."""
+    """Play ``episodes`` episodes under ``protocol``; write the best (by x_pos, then return) to
+    ``video``. Episode ``i`` is seeded ``seed + i`` (its start, its sticky draws, its samples)."""
     problem = None if video is None else _video_problem(video)
     if problem is not None:
         raise ValueError(_video_error(video, problem))
@@ -110,23 +148,26 @@ def evaluate(
             env_config.pop(key, None)
         env_config["tasks"] = list(tasks)
     env = MarioEnv(validate_env_config(env_config), render_mode="rgb_array")
-    rng = np.random.default_rng(seed)
+    if env.get_action_meanings()[0] != "NOOP":
+        raise ValueError(f"action set {env_config['action_set']!r} has no NOOP at index 0")
     results: list[EpisodeResult] = []
     workdir = Path(tempfile.mkdtemp(prefix="mario-eval-"))
     best_key, best_file = None, None
     try:
         for episode in range(episodes):
+            rng = np.random.default_rng(seed + episode)
             obs, info = env.reset(seed=seed + episode)
             clip = workdir / f"episode_{episode}{video.suffix if video else '.mp4'}"
             writer = _writer(clip) if video else None
             total, length, frames, done = 0.0, 0, 0, False
+            noops, action = int(rng.integers(protocol.noop_max + 1)), 0
             while not done:
                 if writer is not None:
                     writer.append_data(env.render())
                     frames += 1
-                obs, reward, terminated, truncated, info = env.step(
-                    _act(policy, obs, sample=sample, rng=rng)
-                )
+                if length >= noops and not (length > noops and rng.random() < protocol.sticky):
+                    action = _act(policy, obs, sample=protocol.sample, rng=rng)
+                obs, reward, terminated, truncated, info = env.step(action)
                 total += reward
                 length += 1
                 done = terminated or truncated
@@ -150,8 +191,9 @@ def evaluate(
     return results
 
 
-def format_table(results: list[EpisodeResult]) -> str:
-    lines = [f"{'episode':>7}  {'task':<26} {'return':>9} {'x_pos':>6} {'flag':>5} {'length':>7}"]
+def format_table(results: list[EpisodeResult], protocol: Protocol) -> str:
+    lines = [
+        f"{len(results)} episodes, {protocol.describe()}",f"{'episode':>7}  {'task':<26} {'return':>9} {'x_pos':>6} {'flag':>5} {'length':>7}"]
     for r in results:
         lines.append(
             f"{r.episode:>7}  {r.task_id:<26} {r.total_return:>9.2f} {r.x_pos:>6} "
@@ -191,17 +233,46 @@ def _int_in(low: int, high: int | None = None):
     return parse
 
 
+def _float_in(low: float, high: float):
+    """An argparse type: a finite number in [low, high)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value < high:
+            raise argparse.ArgumentTypeError(
+                f"{text} is not allowed; allowed: a number in [{low:g}, {high:g})"
+            )
+        return value
+
+    return parse
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _Parser(
         prog="python -m algos.evaluate",
         description="Play a trained Mario checkpoint, print a table and save the best episode.",
     )
     parser.add_argument("checkpoint", help="RLlib checkpoint directory (e.g. a Tune trial's)")
-    parser.add_argument("--episodes", type=_int_in(1), default=5, help="episodes to play")
+    parser.add_argument("--episodes", type=_int_in(1), default=20, help="episodes to play")
     parser.add_argument(
         "--sample",
         action="store_true",
         help="sample actions from the policy (default: deterministic, the most likely action)",
+    )
+    parser.add_argument(
+        "--sticky",
+        type=_float_in(0.0, 1.0),
+        default=Protocol.sticky,
+        help="chance an agent step repeats the previous action (default %(default)s; 0 = off)",
+    )
+    parser.add_argument(
+        "--noop-max",
+        type=_int_in(0, MAX_NOOPS),
+        default=Protocol.noop_max,
+        help="each episode starts after 0..N random no-op steps (default %(default)s; 0 = off)",
     )
     parser.add_argument(
         "--tasks", nargs="+", metavar="TASK_ID", help="evaluate on these task ids instead"
@@ -228,10 +299,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         policy = load_policy(args.checkpoint)
+        protocol = Protocol(sample=args.sample, sticky=args.sticky, noop_max=args.noop_max)
         results = evaluate(
             policy,
             episodes=args.episodes,
-            sample=args.sample,
+            protocol=protocol,
             tasks=args.tasks,
             video=args.video,
             seed=args.seed,
@@ -240,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"{policy.algo} checkpoint {args.checkpoint}")
-    print(format_table(results))
+    print(format_table(results, protocol))
     if args.video is not None:
         print(f"best episode video: {os.fspath(args.video)}")
     return 0

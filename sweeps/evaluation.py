@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from algos.checkpoints import load_policy
-from algos.evaluate import evaluate
+from algos.evaluate import Protocol, evaluate
 from callbacks.store import ResultsStore, connect, find_sweep
 from callbacks.store.store import best_trial
 
@@ -22,6 +22,7 @@ class Evaluation:
     trial_id: str
     checkpoint: str
     policy: str
+    protocol: str
     episodes: int
     x_pos_mean: float
     flag_rate: float
@@ -30,7 +31,7 @@ class Evaluation:
     def summary(self) -> str:
         video = f", video {self.video}" if self.video else ""
         return (
-            f"evaluation  trial {self.trial_id}, {self.policy}, {self.episodes} episodes: "
+            f"evaluation  trial {self.trial_id}, {self.episodes} episodes ({self.protocol}): "
             f"mean x_pos {self.x_pos_mean:,.0f}, flag rate {self.flag_rate:.0%}{video}"
         )
 
@@ -76,9 +77,8 @@ def _evaluate(
     video: Path | None,
 ) -> Evaluation:
     """Play one checkpoint ``episodes`` times (``greedy`` or ``sample``) and store the rows."""
-    results = evaluate(
-        load_policy(checkpoint), episodes=episodes, sample=mode == "sample", video=video
-    )
+    protocol = Protocol(sample=mode == "sample")
+    results = evaluate(load_policy(checkpoint), episodes=episodes, protocol=protocol, video=video)
     store.write_evaluations(
         trial_id,
         [
@@ -92,6 +92,7 @@ def _evaluate(
                 "flag_get": r.flag_get,
                 "length": r.length,
                 "video": None if video is None else str(video),
+                "protocol": protocol.describe(),
             }
             for r in results
         ],
@@ -100,6 +101,7 @@ def _evaluate(
         trial_id=trial_id,
         checkpoint=checkpoint,
         policy=mode,
+        protocol=protocol.describe(),
         episodes=len(results),
         x_pos_mean=sum(r.x_pos for r in results) / len(results),
         flag_rate=sum(r.flag_get for r in results) / len(results),

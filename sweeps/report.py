@@ -69,7 +69,7 @@ ORDER BY t.best_metric {order} NULLS LAST, t.trial_id
 
 EVALUATION_SQL = """
 SELECT v.trial_id, v.checkpoint, v.policy, v.episode, v.task_id, v.episode_return, v.x_pos,
-       v.flag_get, v.length, v.video
+       v.flag_get, v.length, v.video, v.protocol
 FROM mario_sweeps.evaluations v JOIN mario_sweeps.sweeps s ON s.id = v.sweep_id
 WHERE s.name = %s
 ORDER BY v.policy, v.episode
@@ -334,7 +334,11 @@ def _evaluation_section(db_url: str, name: str) -> str:
     )
     first = rows[0]
     parts = [
-        _note(f"Trial {first['trial_id']}, checkpoint {first['checkpoint']}."),
+        _note(
+            f"Trial {first['trial_id']}, checkpoint {first['checkpoint']}. Protocol: "
+            + "; ".join(dict.fromkeys(r["protocol"] or "greedy, no randomised starts" for r in rows))
+            + "."
+        ),
         f'<table class="data" id="evaluation-table">{head}{body}</table>',
     ]
     for video in dict.fromkeys(r["video"] for r in rows if r["video"]):

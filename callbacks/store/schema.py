@@ -190,12 +190,19 @@ CREATE TABLE mario_sweeps.lineage (
 """
 
 # (version, SQL) in order; version N's SQL upgrades a database at version N-1.
+# How an evaluation played (algos.evaluate.Protocol.describe()): greedy episodes on the
+# deterministic emulator replay one episode, so a figure means little without its protocol.
+_V6_EVALUATION_PROTOCOL = """
+ALTER TABLE mario_sweeps.evaluations ADD COLUMN protocol text;
+"""
+
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, _V1_TABLES),
     (2, _V2_GAME_AND_TASK),
     (3, _V3_EVALUATIONS),
     (4, _V4_CONFIRM),
     (5, _V5_LINEAGE),
+    (6, _V6_EVALUATION_PROTOCOL),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -80,6 +80,7 @@ EVALUATION_COLUMNS = (
     "flag_get",
     "length",
     "video",
+    "protocol",
 )
 LINEAGE_COLUMNS = (
     "training_iteration",

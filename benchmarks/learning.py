@@ -1,0 +1,301 @@
+"""How fast a trainer learns SMB1 1-1: a learning curve, the first flag, and an evaluation.
+
+    python benchmarks/learning.py [--algo PPO|DQN] [--variant NAME ...] [--env-steps 500000]
+                                  [--seeds 1] [--eval-episodes 20] [--out DIR] [--json]
+
+Each (variant, seed) is one trial built exactly as a sweep trial is (``algos`` builders, the
+``mario`` env, ``EpisodeRecorder``), trained by the Algorithm directly in a Ray task, all of them
+at once (two trials share this 2-core machine side by side, so noise hits both alike). Printed per
+trial: every 25k env steps the mean and max episode x_pos, flags, episodes and where episodes ended
+(death / time-out / flag), then env steps and wall-clock time to the first flag, and a 20-episode
+evaluation of the final policy (``algos.evaluate.Protocol``: greedy, sticky actions, no-op starts).
+
+``--out DIR`` keeps each trial's iterations as JSON lines (``<variant>-<algo>-seed<k>.jsonl``: env
+steps, wall time, the scheduler metric and every episode's end): the real curves that
+``benchmarks/collapse_detection.py`` evaluates the collapse rule on.
+
+Variants (``VARIANTS``): ``defaults`` is whatever ``PPO_DEFAULTS``/``DQN_DEFAULTS`` are today;
+``wave1`` is the PPO configuration of wave 1, frozen, the baseline every change is measured against.
+"""
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
+
+from algos import dqn_config, ppo_config
+from algos.checkpoints import load_policy
+from algos.evaluate import Protocol, evaluate
+from callbacks.episode_recorder import EpisodeRecorder
+from callbacks.records import EPISODES_KEY, metric_key
+from envs import register_mario_env
+
+WINDOW = 25_000
+"""Env steps per row of the printed curve."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A trainer configuration: hyperparameters and env options over the builder's defaults."""
+
+    algo: str
+    hparams: dict[str, Any] = field(default_factory=dict)
+    env_config: dict[str, Any] = field(default_factory=dict)
+    doc: str = ""
+
+
+VARIANTS: dict[str, Variant] = {
+    "defaults": Variant("PPO", doc="PPO_DEFAULTS and the env defaults of today"),
+    "dqn-defaults": Variant("DQN", doc="DQN_DEFAULTS and the env defaults of today"),
+    "wave1": Variant(
+        "PPO",
+        hparams={
+            "lr": 2.5e-4,
+            "gamma": 0.95,
+            "lambda_": 0.95,
+            "entropy_coeff": 0.01,
+            "train_batch_size_per_learner": 1024,
+            "minibatch_size": 256,
+            "num_epochs": 4,
+        },
+        env_config={"action_set": "simple", "reward_scale": 0.1},
+        doc="wave 1's PPO defaults (gamma 0.95, batch 1024 x 4 epochs, simple actions)",
+    ),
+    "public": Variant(
+        "PPO",
+        hparams={
+            "lr": 2.5e-4,
+            "gamma": 0.9,
+            "lambda_": 0.95,
+            "entropy_coeff": 0.01,
+            "train_batch_size_per_learner": 2048,
+            "minibatch_size": 256,
+            "num_epochs": 8,
+        },
+        env_config={"action_set": "right_only", "reward_scale": 0.1},
+        doc="what public 1-1 PPO agents share: gamma 0.9, 2048-step batches x 8 epochs, "
+        "right-only actions",
+    ),
+}
+
+BUILDERS = {"PPO": ppo_config, "DQN": dqn_config}
+
+
+def ending(episode: dict, max_episode_steps: int | None) -> str:
+    """``flag``, ``time-out`` (the game clock or the step cap ran out) or ``death``."""
+    if episode["flag_get"]:
+        return "flag"
+    if episode["time_left"] == 0 or (
+        max_episode_steps is not None and episode["length"] >= max_episode_steps
+    ):
+        return "time-out"
+    return "death"
+
+
+@ray.remote(num_cpus=0.5)
+def train_trial(
+    name: str, variant: Variant, *, seed: int, env_steps: int, eval_episodes: int, out: str | None
+) -> dict:
+    """Train one trial to ``env_steps``, evaluate it, and return its curve (and keep it in out)."""
+    register_mario_env()
+    config = BUILDERS[variant.algo](
+        env_config=variant.env_config, hparams={**variant.hparams, "seed": seed}
+    ).callbacks(EpisodeRecorder)
+    max_steps = config.env_config.get("max_episode_steps", 4500)
+    algo = config.build_algo()
+    log = None
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        log = open(Path(out) / f"{name}-{variant.algo}-seed{seed}.jsonl", "w")
+    iterations, start, steps = [], time.monotonic(), 0
+    try:
+        while steps < env_steps:
+            result = algo.train()
+            steps = int(result[NUM_ENV_STEPS_SAMPLED_LIFETIME])
+            row = {
+                "iteration": result["training_iteration"],
+                "env_steps": steps,
+                "time_s": round(time.monotonic() - start, 2),
+                "metric": result[metric_key("x_pos_smoothed")],
+                "episodes": [
+                    [e["x_pos_max"], ending(e, max_steps), e["length"]]
+                    for e in result[EPISODES_KEY]
+                ],
+            }
+            iterations.append(row)
+            if log is not None:
+                log.write(json.dumps(row) + "\n")
+                log.flush()
+        train_s = time.monotonic() - start
+        evaluation = []
+        if eval_episodes:
+            with tempfile.TemporaryDirectory() as folder:
+                policy = load_policy(algo.save_to_path(folder))
+                evaluation = [
+                    asdict(r) for r in evaluate(policy, episodes=eval_episodes, protocol=Protocol())
+                ]
+    finally:
+        algo.stop()
+        if log is not None:
+            log.close()
+    return {
+        "variant": name,
+        "algo": variant.algo,
+        "seed": seed,
+        "doc": variant.doc,
+        "train_s": round(train_s, 1),
+        "iterations": iterations,
+        "evaluation": evaluation,
+        "protocol": Protocol().describe(),
+    }
+
+
+def windows(iterations: list[dict], size: int = WINDOW) -> list[dict]:
+    """The curve in rows of ``size`` env steps: each row holds the episodes that ended in it."""
+    rows: dict[int, dict] = {}
+    for it in iterations:
+        end = math.ceil(it["env_steps"] / size) * size
+        row = rows.setdefault(
+            end, {"env_steps": end, "time_s": 0.0, "x_pos": [], "endings": {}}
+        )
+        row["time_s"] = it["time_s"]
+        for x_pos, how, _ in it["episodes"]:
+            row["x_pos"].append(x_pos)
+            row["endings"][how] = row["endings"].get(how, 0) + 1
+    return [rows[k] for k in sorted(rows)]
+
+
+def first_flag(iterations: list[dict]) -> tuple[int, float] | None:
+    """(env steps, wall seconds) of the first iteration in which an episode reached the flag."""
+    for it in iterations:
+        if any(how == "flag" for _, how, _ in it["episodes"]):
+            return it["env_steps"], it["time_s"]
+    return None
+
+
+def flag_rate_since(iterations: list[dict], env_steps: int) -> float:
+    """Flags per episode over the episodes that ended after ``env_steps``."""
+    ends = [how for it in iterations if it["env_steps"] > env_steps for _, how, _ in it["episodes"]]
+    return sum(how == "flag" for how in ends) / len(ends) if ends else math.nan
+
+
+def summary(trial: dict) -> dict:
+    """The figures a reader compares: speed, first flag, last-50k flag rate, the evaluation."""
+    its = trial["iterations"]
+    steps = its[-1]["env_steps"] if its else 0
+    flag = first_flag(its)
+    ev = trial["evaluation"]
+    return {
+        "variant": trial["variant"],
+        "seed": trial["seed"],
+        "env_steps": steps,
+        "train_s": trial["train_s"],
+        "env_steps_per_s": round(steps / trial["train_s"], 1) if trial["train_s"] else None,
+        "episodes": sum(len(it["episodes"]) for it in its),
+        "first_flag_env_steps": flag[0] if flag else None,
+        "first_flag_s": flag[1] if flag else None,
+        "flag_rate_last_50k": flag_rate_since(its, steps - 50_000),
+        "eval_x_pos_mean": sum(e["x_pos"] for e in ev) / len(ev) if ev else None,
+        "eval_flag_rate": sum(e["flag_get"] for e in ev) / len(ev) if ev else None,
+        "eval_protocol": trial["protocol"],
+    }
+
+
+def format_trial(trial: dict) -> str:
+    s = summary(trial)
+    lines = [
+        f"== {trial['variant']} ({trial['algo']}, seed {trial['seed']}): {trial['doc']}",
+        f"{'env steps':>10} {'wall':>7} {'episodes':>8} {'x_pos mean':>10} {'x_pos max':>9} "
+        f"{'flags':>5} {'death':>6} {'time-out':>8}",
+    ]
+    for row in windows(trial["iterations"]):
+        xs, ends = row["x_pos"], row["endings"]
+        mean = f"{sum(xs) / len(xs):,.0f}" if xs else "-"
+        lines.append(
+            f"{row['env_steps']:>10,} {row['time_s'] / 60:>6.1f}m {len(xs):>8} {mean:>10} "
+            f"{max(xs, default=0):>9,} {ends.get('flag', 0):>5} {ends.get('death', 0):>6} "
+            f"{ends.get('time-out', 0):>8}"
+        )
+    flag = (
+        f"{s['first_flag_env_steps']:,} env steps, {s['first_flag_s'] / 60:.1f} min"
+        if s["first_flag_env_steps"] is not None
+        else "none"
+    )
+    lines.append(
+        f"first flag: {flag}; {s['env_steps_per_s']} env steps/s; training flag rate over the "
+        f"last 50k steps {s['flag_rate_last_50k']:.1%}"
+    )
+    if s["eval_x_pos_mean"] is not None:
+        lines.append(
+            f"evaluation, {len(trial['evaluation'])} episodes ({s['eval_protocol']}): mean x_pos "
+            f"{s['eval_x_pos_mean']:,.0f}, flag rate {s['eval_flag_rate']:.0%}"
+        )
+    return "\n".join(lines)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not allowed; allowed: an integer >= 1")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python benchmarks/learning.py", description=__doc__)
+    parser.add_argument("--algo", choices=BUILDERS, default="PPO")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        choices=VARIANTS,
+        help="trainer configurations to run side by side (default: the algo's defaults)",
+    )
+    parser.add_argument("--env-steps", type=_positive, default=500_000)
+    parser.add_argument("--seeds", type=_positive, default=1, help="seeds 0..K-1 per variant")
+    parser.add_argument("--eval-episodes", type=int, default=20, choices=range(0, 1001),
+                        metavar="N", help="evaluation episodes at the end (0: none)")
+    parser.add_argument("--out", help="keep each trial's iterations here as JSON lines")
+    parser.add_argument("--json", action="store_true", help="print JSON, not tables")
+    args = parser.parse_args(argv)
+    names = args.variant or ["defaults" if args.algo == "PPO" else "dqn-defaults"]
+    wrong = [n for n in names if VARIANTS[n].algo != args.algo]
+    if wrong:
+        parser.error(f"--variant {wrong[0]} is a {VARIANTS[wrong[0]].algo} variant; --algo is "
+                     f"{args.algo}")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        trials = ray.get(
+            [
+                train_trial.remote(
+                    name,
+                    VARIANTS[name],
+                    seed=seed,
+                    env_steps=args.env_steps,
+                    eval_episodes=args.eval_episodes,
+                    out=args.out,
+                )
+                for name in names
+                for seed in range(args.seeds)
+            ]
+        )
+    finally:
+        ray.shutdown()
+    if args.json:
+        print(json.dumps({"trials": [summary(t) for t in trials], "raw": trials}))
+    else:
+        print("\n\n".join(format_trial(t) for t in trials))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
