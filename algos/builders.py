@@ -17,10 +17,12 @@ from ray.rllib.algorithms.dqn.torch.dqn_torch_learner import DQNTorchLearner
 from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+from ray.rllib.utils.lambda_defaultdict import LambdaDefaultDict
 from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 from ray.rllib.utils.schedules.piecewise_schedule import PiecewiseSchedule
+from ray.rllib.utils.schedules.scheduler import Scheduler
 
-from algos.hparams import DQN_RULES, PPO_RULES, check_hparams
+from algos.hparams import DQN_RULES, PPO_RULES, HParamError, check_hparams
 from algos.model import MarioDQNModule, MarioPPOModule, mario_model_config
 from envs import ENV_NAME, validate_env_config
 
@@ -33,6 +35,7 @@ __all__ = [
     "ppo_config",
     "dqn_config",
     "scheduled_value",
+    "schedule_of",
     "LR_USED_KEY",
 ]
 
@@ -88,6 +91,31 @@ DQN_DEFAULTS: dict[str, Any] = {
 }
 
 
+DECAYS = {"lr": "lr_decay_to", "entropy_coeff": "entropy_decay_to"}
+"""The searchable shape of a schedule: the fraction of the start value reached at the budget's end.
+They travel as plain attributes of the AlgorithmConfig (RLlib keeps unknown keys through
+``to_dict``/``update_from_dict``), so Tune samples them like any other key; the learner turns
+them into RLlib schedules once it sees the trial's resolved config."""
+SCHEDULE_HORIZON = "schedule_env_steps"
+"""The AlgorithmConfig attribute holding the budget a ``*_decay_to`` decays over."""
+
+
+def schedule_of(config: AlgorithmConfig, name: str) -> float | list:
+    """``config.<name>`` (a value or RLlib schedule), or the linear schedule from its value to
+    ``<name>_decay_to`` x that value at the end of the budget.
+
+    >>> config = PPOConfig().training(lr=1e-3)
+    >>> config.lr_decay_to, config.schedule_env_steps = 0.1, 1000
+    >>> schedule_of(config, "lr")
+    [[0, 0.001], [1000, 0.0001]]
+    """
+    value = getattr(config, name)
+    fraction = getattr(config, DECAYS[name], None)
+    if fraction is None:
+        return value
+    return [[0, value], [getattr(config, SCHEDULE_HORIZON), value * fraction]]
+
+
 class _FastTorchLearner:
     """Two CPU savings in RLlib's torch learner, behaviour unchanged.
 
@@ -107,7 +135,7 @@ class _FastTorchLearner:
             module_id=module_id,
             optimizer=torch.optim.Adam(params, fused=True),
             params=params,
-            lr_or_lr_schedule=config.lr,
+            lr_or_lr_schedule=schedule_of(config, "lr"),
         )
 
     def apply_gradients(self, gradients_dict) -> None:
@@ -152,7 +180,8 @@ class _ConfiguredLearningRate:
         super().before_gradient_based_update(timesteps=timesteps)
         env_steps = timesteps.get(NUM_ENV_STEPS_SAMPLED_LIFETIME, 0)
         for module_id in self.module.keys():
-            lr = scheduled_value(self.config.get_config_for_module(module_id).lr, env_steps)
+            config = self.config.get_config_for_module(module_id)
+            lr = scheduled_value(schedule_of(config, "lr"), env_steps)
             for _, optimizer in self.get_optimizers_for_module(module_id):
                 for group in optimizer.param_groups:
                     group["lr"] = lr
@@ -170,7 +199,21 @@ class _ConfiguredLearningRate:
 
 class MarioPPOLearner(_ConfiguredLearningRate, _FastTorchLearner, PPOTorchLearner):
     """RLlib's PPO torch learner, faster on CPU (see ``_FastTorchLearner``), that trains with the
-    configured lr from the first update after a restore (see ``_ConfiguredLearningRate``)."""
+    configured lr from the first update after a restore (see ``_ConfiguredLearningRate``), and
+    whose entropy coefficient follows ``entropy_decay_to`` when a sweep shapes it."""
+
+    def build(self) -> None:
+        super().build()
+        # RLlib's own per-module entropy Scheduler, fed the shaped schedule.
+        self.entropy_coeff_schedulers_per_module = LambdaDefaultDict(
+            lambda module_id: Scheduler(
+                fixed_value_or_schedule=schedule_of(
+                    self.config.get_config_for_module(module_id), "entropy_coeff"
+                ),
+                framework=self.framework,
+                device=self._device,
+            )
+        )
 
 
 class MarioDQNLearner(_ConfiguredLearningRate, _FastTorchLearner, DQNTorchLearner):
@@ -198,11 +241,22 @@ def _common(
     env_config: dict | None,
     hp: dict[str, Any],
     resources: Resources,
+    schedule_env_steps: int | None,
 ) -> AlgorithmConfig:
     env_config = {**MARIO_ENV_DEFAULTS, **(env_config or {})}
     validate_env_config(env_config)
     if "seed" in hp:
         config = config.debugging(seed=hp.pop("seed"))
+    for decay in DECAYS.values():
+        if decay in hp:
+            if schedule_env_steps is None:
+                raise HParamError(
+                    f"{decay} decays over the trial's budget, and none was given; allowed: "
+                    f"{decay} in a sweep (its budget is --max-env-steps) or with "
+                    "schedule_env_steps"
+                )
+            setattr(config, decay, hp.pop(decay))
+            setattr(config, SCHEDULE_HORIZON, schedule_env_steps)
     return (
         config.environment(ENV_NAME, env_config=env_config)
         .framework("torch")
@@ -235,13 +289,20 @@ def ppo_config(
     env_config: dict | None = None,
     hparams: dict[str, Any] | None = None,
     resources: Resources = Resources(),
+    schedule_env_steps: int | None = None,
 ) -> PPOConfig:
-    """A PPO config for Mario: ``PPO_DEFAULTS`` overridden by ``hparams`` (values or domains)."""
+    """A PPO config for Mario: ``PPO_DEFAULTS`` overridden by ``hparams`` (values or domains).
+    ``schedule_env_steps``: the budget that ``lr_decay_to`` / ``entropy_decay_to`` decay over."""
     hparams = dict(hparams or {})
     check_hparams("PPO", {**PPO_DEFAULTS, **hparams}, PPO_RULES)
     hp = {**PPO_DEFAULTS, **hparams}
     config = _common(
-        PPOConfig(), module_class=MarioPPOModule, env_config=env_config, hp=hp, resources=resources
+        PPOConfig(),
+        module_class=MarioPPOModule,
+        env_config=env_config,
+        hp=hp,
+        resources=resources,
+        schedule_env_steps=schedule_env_steps,
     )
     return config.learners(learner_class=MarioPPOLearner).training(**hp)
 
@@ -251,13 +312,19 @@ def dqn_config(
     env_config: dict | None = None,
     hparams: dict[str, Any] | None = None,
     resources: Resources = Resources(),
+    schedule_env_steps: int | None = None,
 ) -> DQNConfig:
     """A DQN config for Mario (double Q, dueling, n-step, prioritized replay, epsilon decay)."""
     hparams = dict(hparams or {})
     check_hparams("DQN", {**DQN_DEFAULTS, **hparams}, DQN_RULES)
     hp = {**DQN_DEFAULTS, **hparams}
     config = _common(
-        DQNConfig(), module_class=MarioDQNModule, env_config=env_config, hp=hp, resources=resources
+        DQNConfig(),
+        module_class=MarioDQNModule,
+        env_config=env_config,
+        hp=hp,
+        resources=resources,
+        schedule_env_steps=schedule_env_steps,
     )
     capacity = hp.pop("replay_capacity")
     epsilon = [(0, 1.0), (hp.pop("epsilon_timesteps"), hp.pop("epsilon_final"))]

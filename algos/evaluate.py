@@ -78,6 +78,8 @@ class EpisodeResult:
     flag_get: bool
     length: int
     frames: int
+    noops: int = 0
+    """No-op steps before the policy acted (the protocol's random start)."""
 
 
 def _act(policy: LoadedPolicy, obs: np.ndarray, *, sample: bool, rng: np.random.Generator) -> int:
@@ -176,7 +178,14 @@ def evaluate(
                 writer.close()
                 frames += 1
             result = EpisodeResult(
-                episode, info["task_id"], total, info["x_pos_max"], info["flag_get"], length, frames
+                episode,
+                info["task_id"],
+                total,
+                info["x_pos_max"],
+                info["flag_get"],
+                length,
+                frames,
+                min(noops, length),
             )
             results.append(result)
             key = (result.x_pos, result.total_return)
@@ -193,15 +202,18 @@ def evaluate(
 
 def format_table(results: list[EpisodeResult], protocol: Protocol) -> str:
     lines = [
-        f"{len(results)} episodes, {protocol.describe()}",f"{'episode':>7}  {'task':<26} {'return':>9} {'x_pos':>6} {'flag':>5} {'length':>7}"]
+        f"{len(results)} episodes, {protocol.describe()}",
+        f"{'episode':>7}  {'task':<26} {'no-ops':>6} {'return':>9} {'x_pos':>6} {'flag':>5} "
+        f"{'length':>7}",
+    ]
     for r in results:
         lines.append(
-            f"{r.episode:>7}  {r.task_id:<26} {r.total_return:>9.2f} {r.x_pos:>6} "
+            f"{r.episode:>7}  {r.task_id:<26} {r.noops:>6} {r.total_return:>9.2f} {r.x_pos:>6} "
             f"{'yes' if r.flag_get else 'no':>5} {r.length:>7}"
         )
     n = len(results)
     lines.append(
-        f"{'mean':>7}  {'':<26} {sum(r.total_return for r in results) / n:>9.2f} "
+        f"{'mean':>7}  {'':<26} {'':>6} {sum(r.total_return for r in results) / n:>9.2f} "
         f"{sum(r.x_pos for r in results) / n:>6.0f} {sum(r.flag_get for r in results) / n:>5.0%} "
         f"{sum(r.length for r in results) / n:>7.0f}"
     )

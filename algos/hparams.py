@@ -4,6 +4,12 @@ Names are RLlib's own ``training()`` / ``env_runners()`` argument names, so noth
 the way in. A value may be a plain number or a Ray Tune search domain (``tune.loguniform(...)``):
 domains are checked by their bounds, so a sweep whose space reaches a negative learning rate fails
 before Ray starts rather than in trial 37.
+
+Schedules: ``lr`` and ``entropy_coeff`` also take RLlib's ``[[env_step, value], ...]`` form (first
+step 0, increasing steps, linear in between), and ``lr_decay_to`` / ``entropy_decay_to`` give a
+schedule's shape as numbers a search can search: the fraction of the start value reached, linearly,
+at the end of the trial's budget (``{"lr": tune.loguniform(1e-5, 1e-3), "lr_decay_to":
+tune.uniform(0.05, 1.0)}`` searches start and decay together; see ``algos.builders``).
 """
 
 import math
@@ -35,6 +41,8 @@ class Rule:
     low_open: bool = False
     choices: tuple | None = None
     doc: str = ""
+    schedulable: bool = False
+    """Also accepts an RLlib schedule ``[[env_step, value], ...]`` whose values obey the rule."""
 
     def allowed(self) -> str:
         if self.choices is not None:
@@ -42,11 +50,18 @@ class Rule:
         if self.integer:
             return f"an integer in [{int(self.low)}, {int(self.high)}]"
         if math.isinf(self.high):
-            return f"a finite number {'>' if self.low_open else '>='} {self.low:g}"
-        return f"a number in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
+            number = f"a finite number {'>' if self.low_open else '>='} {self.low:g}"
+        else:
+            number = f"a number in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
+        if self.schedulable:
+            return f"{number}, or a schedule [[0, value], [env_step, value], ...] of them with " \
+                "increasing steps"
+        return number
 
     def problem(self, value: Any) -> str | None:
         """Why ``value`` is not accepted (None when it is): the words after ``name=value``."""
+        if self.schedulable and isinstance(value, list | tuple):
+            return self._schedule_problem(value)
         if self.choices is not None:
             return None if value in self.choices else "is not allowed"
         if self.integer:
@@ -59,6 +74,29 @@ class Rule:
             return "is not a finite number"
         above = value > self.low if self.low_open else value >= self.low
         return None if above and value <= self.high else "is out of range"
+
+    def _schedule_problem(self, schedule: list | tuple) -> str | None:
+        """What RLlib's ``Scheduler.validate`` checks, plus increasing steps and valid values."""
+        if len(schedule) < 2 or any(
+            not isinstance(point, list | tuple) or len(point) != 2 for point in schedule
+        ):
+            return "is not a schedule of two or more [env_step, value] pairs"
+        steps = [step for step, _ in schedule]
+        if any(
+            isinstance(s, bool) or not isinstance(s, numbers.Real) or not math.isfinite(s)
+            for s in steps
+        ):
+            return "has a step that is not a finite number"
+        if steps[0] != 0:
+            return f"starts at step {steps[0]}, not 0"
+        for before, after in zip(steps, steps[1:]):
+            if after <= before:
+                return f"has steps that do not increase ({before} then {after})"
+        for _, v in schedule:
+            problem = self.problem(v)
+            if problem is not None:
+                return f"has a value {v!r} that {problem}"
+        return None
 
     def accepts(self, value: Any) -> bool:
         return self.problem(value) is None
@@ -74,7 +112,10 @@ _TIMESTEPS = Rule(1, 10**12, integer=True)
 _RUNNERS = Rule(0, 64, integer=True)
 
 _COMMON = {
-    "lr": Rule(0.0, 1.0, low_open=True, doc="learning rate"),
+    "lr": Rule(0.0, 1.0, low_open=True, doc="learning rate", schedulable=True),
+    "lr_decay_to": Rule(
+        0.0, 1.0, low_open=True, doc="fraction of lr reached, linearly, at the end of the budget"
+    ),
     "gamma": Rule(0.0, 1.0, doc="discount factor"),
     "grad_clip": _POSITIVE,
     "train_batch_size_per_learner": _BATCH,
@@ -88,7 +129,10 @@ _COMMON = {
 PPO_RULES: dict[str, Rule] = {
     **_COMMON,
     "lambda_": _UNIT,
-    "entropy_coeff": Rule(0.0, 1.0),
+    "entropy_coeff": Rule(0.0, 1.0, schedulable=True),
+    "entropy_decay_to": Rule(
+        0.0, 1.0, doc="fraction of entropy_coeff reached, linearly, at the end of the budget"
+    ),
     "clip_param": Rule(0.0, 1.0, low_open=True),
     "vf_clip_param": _POSITIVE,
     "vf_loss_coeff": Rule(0.0, math.inf),
@@ -156,6 +200,12 @@ def check_hparams(algo: str, hparams: dict[str, Any], rules: dict[str, Rule]) ->
             if problem is not None:
                 shown = repr(v) if value is v else f"{_describe(value)} reaching {v!r}"
                 raise HParamError(f"{algo} {name}={shown} {problem}; allowed: {rule.allowed()}")
+    for shaped, decay in (("lr", "lr_decay_to"), ("entropy_coeff", "entropy_decay_to")):
+        if decay in hparams and isinstance(hparams.get(shaped), list | tuple):
+            raise HParamError(
+                f"{algo} {decay} shapes a fixed {shaped}, but {shaped}={hparams[shaped]!r} is "
+                f"already a schedule; allowed: {decay} with a number or search domain for {shaped}"
+            )
     batch = hparams.get("train_batch_size_per_learner")
     minibatch = hparams.get("minibatch_size")
     if isinstance(batch, int) and isinstance(minibatch, int) and minibatch > batch:

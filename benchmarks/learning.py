@@ -107,7 +107,9 @@ def train_trial(
     """Train one trial to ``env_steps``, evaluate it, and return its curve (and keep it in out)."""
     register_mario_env()
     config = BUILDERS[variant.algo](
-        env_config=variant.env_config, hparams={**variant.hparams, "seed": seed}
+        env_config=variant.env_config,
+        hparams={**variant.hparams, "seed": seed},
+        schedule_env_steps=env_steps,
     ).callbacks(EpisodeRecorder)
     max_steps = config.env_config.get("max_episode_steps", 4500)
     algo = config.build_algo()

@@ -587,3 +587,98 @@ def performance_profiles(confirmed: Sequence, *, metric: str) -> Figure:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return fig
+
+
+def _metric_at(curve: Mapping, env_steps: float | None) -> float | None:
+    """The member's metric at its last iteration at or before ``env_steps`` (None: none yet)."""
+    if curve is None or env_steps is None:
+        return None
+    steps, metric = curve["env_steps"], curve["metric"]
+    before = np.nonzero(steps <= env_steps)[0]
+    return float(metric[before[-1]]) if len(before) else None
+
+
+def pbt_lineage(data: SweepData, colours: Mapping[str, tuple]) -> Figure:
+    """Members' metric over env steps; an arrow from the donor's point to the member at each
+    exploit (the member continues from the donor's checkpoint); x marks recorded collapses."""
+    fig = Figure(figsize=(14, 6), dpi=_DPI, layout="constrained")
+    ax = fig.subplots()
+    for trial in data.trials:
+        tid = trial["trial_id"]
+        curve = data.curves.get(tid)
+        if curve is not None:
+            ax.plot(
+                curve["env_steps"], curve["metric"], color=colours[tid], lw=1.2, label=tid,
+                gid=f"member:{tid}",
+            )
+    for event in data.lineage:
+        tid = event["trial_id"]
+        colour = colours.get(tid, "k")
+        if event["kind"] == "collapse":
+            ax.plot(event["env_steps"], event["metric"], "x", color=colour, ms=9, mew=2,
+                    gid=f"collapse:{tid}:{event['training_iteration']}")
+            continue
+        donor_metric = event["donor_metric"]
+        if donor_metric is None:
+            donor_metric = _metric_at(data.curves.get(event["donor"]), event["donor_env_steps"])
+        member = (event["env_steps"], event["metric"])
+        donor = (event["donor_env_steps"], donor_metric)
+        if None in member or None in donor:
+            continue
+        ax.annotate(
+            "", xy=member, xytext=donor,
+            arrowprops={"arrowstyle": "->", "color": colour, "lw": 1.0, "alpha": 0.8},
+            gid=f"exploit:{tid}:{event['training_iteration']}",
+        )
+    exploits = sum(e["kind"] == "exploit" for e in data.lineage)
+    collapses = len(data.lineage) - exploits
+    ax.set_ylabel(data.sweep["metric"])
+    ax.set_title(
+        f"population: {len(data.curves)} members, {exploits} exploits (arrow: donor -> member), "
+        f"{collapses} recorded collapses (x)"
+    )
+    _steps_axis(ax)
+    if len(data.curves) <= _LEGEND_MAX_TRIALS:
+        fig.legend(*ax.get_legend_handles_labels(), loc="outside right upper", fontsize=8,
+                   title="member")
+    return fig
+
+
+def _path(trial: Mapping, events: Sequence[Mapping], curve: Mapping | None, name: str):
+    """(env steps, value) steps of one member's ``name``: its start, then each exploit's value,
+    held to its last iteration."""
+    value = (trial.get("params") or {}).get(name)
+    xs, ys = [0.0], [value]
+    for event in events:
+        xs.append(event["env_steps"] or 0)
+        ys.append((event["new_params"] or {}).get(name))
+    if curve is not None and len(curve["env_steps"]):
+        xs.append(float(np.nanmax(curve["env_steps"])))
+        ys.append(ys[-1])
+    return xs, [y if _is_number(y) else np.nan for y in ys]
+
+
+def hyperparameter_paths(data: SweepData, colours: Mapping[str, tuple]) -> Figure:
+    """Per searched parameter, each member's value over env steps (PBT's explored schedule)."""
+    space = data.sweep["search_space"] or {}
+    names = list(space)
+    fig = Figure(figsize=(14, 3.6 * max(len(names), 1)), dpi=_DPI, layout="constrained")
+    axes = fig.subplots(max(len(names), 1), 1, sharex=True, squeeze=False).ravel()
+    for ax, name in zip(axes, names, strict=False):
+        domain = space[name] if isinstance(space[name], Mapping) else {}
+        for trial in data.trials:
+            tid = trial["trial_id"]
+            events = [e for e in data.lineage if e["trial_id"] == tid and e["kind"] == "exploit"]
+            xs, ys = _path(trial, events, data.curves.get(tid), name)
+            ax.plot(xs, ys, drawstyle="steps-post", color=colours[tid], lw=1.3, label=tid,
+                    gid=f"path:{tid}:{name}")
+        if domain.get("log"):
+            ax.set_yscale("log")
+        ax.set_ylabel(name + (" (log)" if domain.get("log") else ""))
+        ax.grid(alpha=0.3)
+    axes[0].set_title("each member's hyperparameters over env steps (a step = an exploit)")
+    _steps_axis(axes[-1])
+    if len(data.trials) <= _LEGEND_MAX_TRIALS:
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper", fontsize=8,
+                   title="member")
+    return fig

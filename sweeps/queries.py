@@ -75,6 +75,8 @@ class SweepData:
     curves: dict[str, dict[str, np.ndarray]]  # trial_id -> CURVE_COLUMNS -> values per iteration
     ends: EndHistogram
     episodes: dict[str, int] = field(default_factory=dict)  # trial_id -> episodes stored
+    lineage: list[dict[str, Any]] = field(default_factory=list)
+    """PBT exploit and collapse events in order (``mario_sweeps.lineage`` rows); [] otherwise."""
 
     def search_only(self) -> "SweepData":
         """The search trials alone (confirm re-runs repeat their configs: not search points)."""
@@ -128,6 +130,14 @@ FROM e, top GROUP BY trial_id, ending, bin, top.hi
 
 _EPISODE_COUNTS_SQL = """
 SELECT trial_id, count(*) FROM mario_sweeps.episodes WHERE sweep_id = %s GROUP BY trial_id
+"""
+
+
+_LINEAGE_SQL = """
+SELECT trial_id, training_iteration, kind, env_steps, donor, donor_iteration, donor_env_steps,
+       metric, donor_metric, peak, old_params, new_params
+FROM mario_sweeps.lineage WHERE sweep_id = %s
+ORDER BY env_steps NULLS FIRST, created_at
 """
 
 
@@ -196,12 +206,15 @@ def read_sweep(db_url: str, name: str) -> SweepData:
             curves = _curves(_rows(cur, _ITERATIONS_SQL, (sweep["id"],)))
             ends = _ends(_rows(cur, _ENDS_SQL, {"sweep": sweep["id"], "bins": HISTOGRAM_BINS}))
             episodes = dict(_rows(cur, _EPISODE_COUNTS_SQL, (sweep["id"],)))
+            lineage = _dicts(cur, _LINEAGE_SQL, (sweep["id"],))
         conn.rollback()
     except psycopg2.Error as exc:
         raise ReportError(f"reading sweep {name!r} failed: {one_line(exc)}") from None
     finally:
         conn.close()
-    return SweepData(sweep=sweep, trials=trials, curves=curves, ends=ends, episodes=episodes)
+    return SweepData(
+        sweep=sweep, trials=trials, curves=curves, ends=ends, episodes=episodes, lineage=lineage
+    )
 
 
 def _curves(rows: list[tuple]) -> dict[str, dict[str, np.ndarray]]:

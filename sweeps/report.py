@@ -201,6 +201,9 @@ def build_figures(
         built["search-importances"] = figures.importances(importance)
     if data.ends.counts:
         built["episode-ends"] = figures.episode_ends(data)
+    if data.sweep["scheduler"] == "pbt" and data.curves:
+        built["lineage"] = figures.pbt_lineage(data, colours)
+        built["hyperparameter-paths"] = figures.hyperparameter_paths(data, colours)
     return built
 
 
@@ -457,6 +460,30 @@ code { font-size: 12px; word-break: break-all; }
 """
 
 
+def _population_section(data: SweepData, pngs: Mapping[str, bytes]) -> str:
+    """PBT's lineage and each member's hyperparameter path; a line for other sweeps."""
+    if data.sweep["scheduler"] != "pbt":
+        return _note("Not a population sweep: its trials were scheduled by ASHA.")
+    if "lineage" not in pngs:
+        return _note("No member has reported yet.")
+    exploits = [e for e in data.lineage if e["kind"] == "exploit"]
+    return "".join(
+        [
+            _note(
+                f"{len(exploits)} exploits: a member in the bottom quantile copied a top member's "
+                "checkpoint (arrow from the donor's point to the member's) and explored new "
+                "values; collapses are recorded (x), not stopped, and left for exploit to replace."
+            ),
+            _image("lineage", pngs["lineage"], "members' metric over env steps, with exploits"),
+            _image(
+                "hyperparameter-paths",
+                pngs["hyperparameter-paths"],
+                "each member's searched values over env steps",
+            ),
+        ]
+    )
+
+
 def render_html(
     data: SweepData,
     *,
@@ -528,6 +555,7 @@ def render_html(
             if "search-parallel" in pngs
             else _note("No trial with searched parameters yet."),
         ),
+        ("population", "Population (PBT)", _population_section(data, pngs)),
         ("asha", "ASHA rungs", _asha_section(data)),
         (
             "episodes",

@@ -477,6 +477,7 @@ def algorithm_config(options: Options, *, search_space: dict | None = None):
             env_config=options.env_config,
             hparams={**options.hparams, **search_space},
             resources=Resources(num_gpus_per_learner=options.gpus_per_learner),
+            schedule_env_steps=options.max_env_steps,
         )
     except (HParamError, EnvConfigError) as err:
         raise SweepError(str(err)) from None

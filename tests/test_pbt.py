@@ -1,0 +1,220 @@
+"""PBT/PB2 sweeps end to end (real Ray, RLlib, PostgreSQL): the perturbed values reach the learner,
+every exploit is stored once, an interrupted population resumes, and bad settings fail in one line.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import pytest
+from ray import tune
+
+from sweeps.ppo_pbt import SWEEP as PBT_SWEEP
+from sweeps.runner import main
+from tests.test_sweeps import REPO, assert_nothing_written, rows, run_sweep, sweep_env, sweep_rows
+
+# 4 members x 6 iterations of 256 env steps, perturbed every 256 steps: several exploits in ~1 min.
+SMOKE_PBT = ["--smoke", "--max-env-steps", "1536", "--perturbation-interval", "256"]
+EXPLOIT_LINE = re.compile(r"\[Exploit\] Cloning trial")
+LEARNER = "{learners,default_policy}"
+
+
+def exploit_lines(output: str) -> int:
+    """How many exploits Tune itself reported (its scheduler logs one line each)."""
+    return len(EXPLOIT_LINE.findall(output))
+
+
+def lineage(db_url: str) -> list[tuple]:
+    return rows(
+        db_url,
+        "SELECT trial_id, training_iteration, donor, old_params, donor_params, new_params"
+        " FROM mario_sweeps.lineage WHERE kind = 'exploit' ORDER BY created_at",
+    )
+
+
+def learner_values(db_url: str, trial_id: str, iteration: int) -> tuple | None:
+    """(configured lr, lrs the optimizer stepped with, entropy coeff) of one stored iteration."""
+    found = rows(
+        db_url,
+        f"SELECT (result #>> '{{learners,default_policy,default_optimizer_learning_rate}}')::float,"
+        f" result #> '{{learners,default_policy,lr_used}}',"
+        f" (result #>> '{{learners,default_policy,curr_entropy_coeff}}')::float"
+        " FROM mario_sweeps.iterations WHERE trial_id = %s AND training_iteration = %s",
+        trial_id,
+        iteration,
+    )
+    return found[0] if found else None
+
+
+def member_timelines(db_url: str) -> dict[str, list[tuple[int, int]]]:
+    """Each member's stored (iteration, env steps), in iteration order."""
+    timelines: dict[str, list[tuple[int, int]]] = {}
+    for trial_id, iteration, steps in rows(
+        db_url,
+        "SELECT trial_id, training_iteration, env_steps_lifetime FROM mario_sweeps.iterations"
+        " ORDER BY trial_id, training_iteration",
+    ):
+        timelines.setdefault(trial_id, []).append((iteration, steps))
+    return timelines
+
+
+@pytest.mark.slow
+def test_pbt_perturbations_reach_the_learner_and_every_exploit_is_stored_once(
+    fresh_db_url, tmp_path
+):
+    done = run_sweep("sweeps/ppo_pbt.py", *SMOKE_PBT, "--db-url", fresh_db_url, tmp_path=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "no Optuna study" in done.stdout and "no ASHA" in done.stdout
+    events = lineage(fresh_db_url)
+    assert len(events) >= 2
+    assert len(events) == exploit_lines(done.stdout + done.stderr)
+    checked = 0
+    for trial_id, iteration, donor, old, donor_params, new in events:
+        assert donor != trial_id and old != new
+        after = learner_values(fresh_db_url, trial_id, iteration + 1)
+        if after is None:
+            continue  # exploited at the end of its budget: nothing trained after it
+        configured, used, entropy = after
+        # The iteration after the exploit trained with the member's new values, not the
+        # donor's: what RLlib reports, what every optimizer step used, and the entropy in the loss.
+        assert configured == pytest.approx(new["lr"], rel=1e-6)
+        assert used and all(lr == pytest.approx(new["lr"], rel=1e-6) for lr in used)
+        assert entropy == pytest.approx(new["entropy_coeff"], rel=1e-6)
+        assert new["lr"] != pytest.approx(donor_params["lr"], rel=1e-6)
+        checked += 1
+    assert checked >= 2
+    # Each member keeps its own timeline: iterations 1..n, none overwritten by a donor's count.
+    for timeline in member_timelines(fresh_db_url).values():
+        assert [i for i, _ in timeline] == list(range(1, len(timeline) + 1))
+    report = next((tmp_path / "state" / "reports").rglob("*.html"), None)
+    assert report is not None
+    html = report.read_text()
+    assert 'id="fig-lineage"' in html and 'id="fig-hyperparameter-paths"' in html
+
+
+@pytest.mark.slow
+@pytest.mark.faults
+def test_an_interrupted_pbt_sweep_resumes_its_population_with_lineage_exactly_once(
+    fresh_db_url, tmp_path
+):
+    args = [
+        "--smoke",
+        "--max-env-steps",
+        "3072",
+        "--perturbation-interval",
+        "256",
+        "--name",
+        "pbt-resume",
+        "--db-url",
+        fresh_db_url,
+        "--wandb-mode",
+        "disabled",
+        "--eval-episodes",
+        "0",
+    ]
+    log_path = tmp_path / "driver.log"
+    with log_path.open("w") as log:
+        driver = subprocess.Popen(
+            [sys.executable, str(REPO / "sweeps/ppo_pbt.py"), *args],
+            cwd=REPO,
+            env=sweep_env(tmp_path),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 400
+            while time.monotonic() < deadline and driver.poll() is None:
+                if sweep_rows(fresh_db_url) and len(lineage(fresh_db_url)) >= 2:
+                    break
+                time.sleep(0.5)
+            assert driver.poll() is None, "the sweep ended before it could be interrupted"
+            os.killpg(driver.pid, signal.SIGINT)
+            driver.wait(timeout=120)
+        finally:
+            if driver.poll() is None:
+                os.killpg(driver.pid, signal.SIGKILL)
+    first = log_path.read_text()
+    assert driver.returncode == 130, first[-3000:]
+    assert sweep_rows(fresh_db_url)[0][2] == "interrupted"
+    before = {t: len(timeline) for t, timeline in member_timelines(fresh_db_url).items()}
+    assert len(before) == 4
+
+    done = run_sweep("sweeps/ppo_pbt.py", *args, "--resume", tmp_path=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sweep_rows(fresh_db_url)[0][2] == "finished"
+    events = lineage(fresh_db_url)
+    assert len(events) == exploit_lines(first) + exploit_lines(done.stdout + done.stderr)
+    assert len({(t, i) for t, i, *_ in events}) == len(events)
+    after = member_timelines(fresh_db_url)
+    assert set(after) == set(before)  # the same population, no new members
+    for trial_id, timeline in after.items():
+        assert [i for i, _ in timeline] == list(range(1, len(timeline) + 1))
+        assert len(timeline) > before[trial_id] or timeline[-1][1] >= 3072
+        if len(timeline) > before[trial_id]:
+            # The first iteration after the resume continued a checkpoint: a member started
+            # from scratch would report one batch (256 env steps) again.
+            assert timeline[before[trial_id]][1] > 256, trial_id
+
+
+PBT_BAD = [
+    (["--perturbation-interval", "0"], "--perturbation-interval 0 is not allowed"),
+    (["--quantile-fraction", "0.7"], "--quantile-fraction 0.7 is not allowed; allowed: a number"),
+    (["--quantile-fraction", "0"], "--quantile-fraction 0.0 is not allowed"),
+    (["--quantile-fraction", "nan"], "--quantile-fraction nan is not allowed"),
+    (["--population", "1"], "--population 1 is not allowed; allowed: an integer in [2,"),
+    (["--num-samples", "3"], "--num-samples"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), PBT_BAD)
+def test_bad_pbt_settings_fail_with_one_line_and_write_nothing(
+    argv, message, fresh_db_url, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv("MARIO_SWEEPS_STATE_DIR", str(tmp_path))
+    assert main(PBT_SWEEP, [*argv, "--db-url", fresh_db_url]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+    assert_nothing_written(fresh_db_url, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"hparams": {"lr": [[0, 1e-3], [500_000, 1e-4], [100_000, 1e-5]]}},
+            "has steps that do not increase (500000 then 100000)",
+        ),
+        ({"hparams": {"lr": [[0, -1e-3], [500_000, 1e-4]]}}, "has a value -0.001 that is out"),
+        ({"hparams": {"entropy_coeff": [[10, 0.01], [500, 0.0]]}}, "starts at step 10, not 0"),
+        (
+            {"search_space": {"lr": tune.uniform(-1e-3, 1e-3)}},
+            "PPO lr=Float(-0.001, 0.001) reaching -0.001 is out of range",
+        ),
+        (
+            {"search_space": {"lr": tune.loguniform(1e-5, 1e-3), "lr_decay_to": tune.uniform(0, 2)}},
+            "lr_decay_to=Float(0, 2) reaching 0 is out of range",
+        ),
+    ],
+)
+def test_bad_schedules_and_rates_fail_with_one_line_and_write_nothing(
+    change, message, fresh_db_url, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv("MARIO_SWEEPS_STATE_DIR", str(tmp_path))
+    assert main(replace(PBT_SWEEP, **change), ["--db-url", fresh_db_url]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+    assert_nothing_written(fresh_db_url, tmp_path)
+
+
+def test_pb2_needs_numeric_ranges(fresh_db_url, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MARIO_SWEEPS_STATE_DIR", str(tmp_path))
+    sweep = replace(PBT_SWEEP, search_space={"lr": tune.choice([1e-4, 3e-4])})
+    assert main(sweep, ["--scheduler", "pb2", "--db-url", fresh_db_url]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--scheduler pb2 needs numeric ranges" in err and "\n" not in err
+    assert_nothing_written(fresh_db_url, tmp_path)
