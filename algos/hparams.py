@@ -12,6 +12,7 @@ at the end of the trial's budget (``{"lr": tune.loguniform(1e-5, 1e-3), "lr_deca
 tune.uniform(0.05, 1.0)}`` searches start and decay together; see ``algos.builders``).
 """
 
+import itertools
 import math
 import numbers
 from dataclasses import dataclass
@@ -54,8 +55,10 @@ class Rule:
         else:
             number = f"a number in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
         if self.schedulable:
-            return f"{number}, or a schedule [[0, value], [env_step, value], ...] of them with " \
+            return (
+                f"{number}, or a schedule [[0, value], [env_step, value], ...] of them with "
                 "increasing steps"
+            )
         return number
 
     def problem(self, value: Any) -> str | None:
@@ -89,7 +92,7 @@ class Rule:
             return "has a step that is not a finite number"
         if steps[0] != 0:
             return f"starts at step {steps[0]}, not 0"
-        for before, after in zip(steps, steps[1:]):
+        for before, after in itertools.pairwise(steps):
             if after <= before:
                 return f"has steps that do not increase ({before} then {after})"
         for _, v in schedule:

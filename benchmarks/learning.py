@@ -165,9 +165,7 @@ def windows(iterations: list[dict], size: int = WINDOW) -> list[dict]:
     rows: dict[int, dict] = {}
     for it in iterations:
         end = math.ceil(it["env_steps"] / size) * size
-        row = rows.setdefault(
-            end, {"env_steps": end, "time_s": 0.0, "x_pos": [], "endings": {}}
-        )
+        row = rows.setdefault(end, {"env_steps": end, "time_s": 0.0, "x_pos": [], "endings": {}})
         row["time_s"] = it["time_s"]
         for x_pos, how, _ in it["episodes"]:
             row["x_pos"].append(x_pos)
@@ -264,16 +262,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--env-steps", type=_positive, default=500_000)
     parser.add_argument("--seeds", type=_positive, default=1, help="seeds 0..K-1 per variant")
-    parser.add_argument("--eval-episodes", type=int, default=20, choices=range(0, 1001),
-                        metavar="N", help="evaluation episodes at the end (0: none)")
+    parser.add_argument(
+        "--eval-episodes",
+        type=int,
+        default=20,
+        choices=range(0, 1001),
+        metavar="N",
+        help="evaluation episodes at the end (0: none)",
+    )
     parser.add_argument("--out", help="keep each trial's iterations here as JSON lines")
     parser.add_argument("--json", action="store_true", help="print JSON, not tables")
     args = parser.parse_args(argv)
     names = args.variant or ["defaults" if args.algo == "PPO" else "dqn-defaults"]
     wrong = [n for n in names if VARIANTS[n].algo != args.algo]
     if wrong:
-        parser.error(f"--variant {wrong[0]} is a {VARIANTS[wrong[0]].algo} variant; --algo is "
-                     f"{args.algo}")
+        parser.error(
+            f"--variant {wrong[0]} is a {VARIANTS[wrong[0]].algo} variant; --algo is {args.algo}"
+        )
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         trials = ray.get(

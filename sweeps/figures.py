@@ -608,15 +608,26 @@ def pbt_lineage(data: SweepData, colours: Mapping[str, tuple]) -> Figure:
         curve = data.curves.get(tid)
         if curve is not None:
             ax.plot(
-                curve["env_steps"], curve["metric"], color=colours[tid], lw=1.2, label=tid,
+                curve["env_steps"],
+                curve["metric"],
+                color=colours[tid],
+                lw=1.2,
+                label=tid,
                 gid=f"member:{tid}",
             )
     for event in data.lineage:
         tid = event["trial_id"]
         colour = colours.get(tid, "k")
         if event["kind"] == "collapse":
-            ax.plot(event["env_steps"], event["metric"], "x", color=colour, ms=9, mew=2,
-                    gid=f"collapse:{tid}:{event['training_iteration']}")
+            ax.plot(
+                event["env_steps"],
+                event["metric"],
+                "x",
+                color=colour,
+                ms=9,
+                mew=2,
+                gid=f"collapse:{tid}:{event['training_iteration']}",
+            )
             continue
         donor_metric = event["donor_metric"]
         if donor_metric is None:
@@ -626,7 +637,9 @@ def pbt_lineage(data: SweepData, colours: Mapping[str, tuple]) -> Figure:
         if None in member or None in donor:
             continue
         ax.annotate(
-            "", xy=member, xytext=donor,
+            "",
+            xy=member,
+            xytext=donor,
             arrowprops={"arrowstyle": "->", "color": colour, "lw": 1.0, "alpha": 0.8},
             gid=f"exploit:{tid}:{event['training_iteration']}",
         )
@@ -639,8 +652,9 @@ def pbt_lineage(data: SweepData, colours: Mapping[str, tuple]) -> Figure:
     )
     _steps_axis(ax)
     if len(data.curves) <= _LEGEND_MAX_TRIALS:
-        fig.legend(*ax.get_legend_handles_labels(), loc="outside right upper", fontsize=8,
-                   title="member")
+        fig.legend(
+            *ax.get_legend_handles_labels(), loc="outside right upper", fontsize=8, title="member"
+        )
     return fig
 
 
@@ -670,8 +684,15 @@ def hyperparameter_paths(data: SweepData, colours: Mapping[str, tuple]) -> Figur
             tid = trial["trial_id"]
             events = [e for e in data.lineage if e["trial_id"] == tid and e["kind"] == "exploit"]
             xs, ys = _path(trial, events, data.curves.get(tid), name)
-            ax.plot(xs, ys, drawstyle="steps-post", color=colours[tid], lw=1.3, label=tid,
-                    gid=f"path:{tid}:{name}")
+            ax.plot(
+                xs,
+                ys,
+                drawstyle="steps-post",
+                color=colours[tid],
+                lw=1.3,
+                label=tid,
+                gid=f"path:{tid}:{name}",
+            )
         if domain.get("log"):
             ax.set_yscale("log")
         ax.set_ylabel(name + (" (log)" if domain.get("log") else ""))
@@ -679,6 +700,10 @@ def hyperparameter_paths(data: SweepData, colours: Mapping[str, tuple]) -> Figur
     axes[0].set_title("each member's hyperparameters over env steps (a step = an exploit)")
     _steps_axis(axes[-1])
     if len(data.trials) <= _LEGEND_MAX_TRIALS:
-        fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper", fontsize=8,
-                   title="member")
+        fig.legend(
+            *axes[0].get_legend_handles_labels(),
+            loc="outside right upper",
+            fontsize=8,
+            title="member",
+        )
     return fig

@@ -339,7 +339,9 @@ def _evaluation_section(db_url: str, name: str) -> str:
     parts = [
         _note(
             f"Trial {first['trial_id']}, checkpoint {first['checkpoint']}. Protocol: "
-            + "; ".join(dict.fromkeys(r["protocol"] or "greedy, no randomised starts" for r in rows))
+            + "; ".join(
+                dict.fromkeys(r["protocol"] or "greedy, no randomised starts" for r in rows)
+            )
             + "."
         ),
         f'<table class="data" id="evaluation-table">{head}{body}</table>',

@@ -40,9 +40,9 @@ def learner_values(db_url: str, trial_id: str, iteration: int) -> tuple | None:
     """(configured lr, lrs the optimizer stepped with, entropy coeff) of one stored iteration."""
     found = rows(
         db_url,
-        f"SELECT (result #>> '{{learners,default_policy,default_optimizer_learning_rate}}')::float,"
-        f" result #> '{{learners,default_policy,lr_used}}',"
-        f" (result #>> '{{learners,default_policy,curr_entropy_coeff}}')::float"
+        "SELECT (result #>> '{learners,default_policy,default_optimizer_learning_rate}')::float,"
+        " result #> '{learners,default_policy,lr_used}',"
+        " (result #>> '{learners,default_policy,curr_entropy_coeff}')::float"
         " FROM mario_sweeps.iterations WHERE trial_id = %s AND training_iteration = %s",
         trial_id,
         iteration,
@@ -196,7 +196,12 @@ def test_bad_pbt_settings_fail_with_one_line_and_write_nothing(
             "PPO lr=Float(-0.001, 0.001) reaching -0.001 is out of range",
         ),
         (
-            {"search_space": {"lr": tune.loguniform(1e-5, 1e-3), "lr_decay_to": tune.uniform(0, 2)}},
+            {
+                "search_space": {
+                    "lr": tune.loguniform(1e-5, 1e-3),
+                    "lr_decay_to": tune.uniform(0, 2),
+                }
+            },
             "lr_decay_to=Float(0, 2) reaching 0 is out of range",
         ),
     ],
