@@ -13,6 +13,7 @@ ours (no database driver on a worker node).
 """
 
 import math
+from collections import deque
 
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
@@ -39,17 +40,24 @@ class EpisodeRecorder(RLlibCallback):
 
     ``mario/return_smoothed`` and ``mario/x_pos_smoothed`` are exponential moving averages over
     episodes (``EMA_ALPHA`` per episode, about a 20-episode memory), carried forward through
-    iterations in which no episode ended, and 0.0 before the first episode. Their state lives in
-    this callback on the trial actor; a trial restored from a checkpoint restarts it from its
-    first episodes. The other ``mario/`` keys describe exactly this iteration's episodes (NaN
+    iterations in which no episode ended, and 0.0 before the first episode;
+    ``mario/x_pos_last100`` is the mean x_pos of the last 100 episodes (fewer at the start). Their
+    state lives in this callback on the trial actor; a trial restored from a checkpoint restarts
+    it from its first episodes. The other ``mario/`` keys describe exactly this iteration's episodes (NaN
     when none ended) and are the store's iteration aggregates: nothing recomputes them.
     """
 
     EMA_ALPHA = 0.1
+    RECENT_EPISODES = (100,)
+    """``mario/x_pos_last<n>``: the mean x_pos of the last n episodes, a metric whose noise is
+    known (episode sd / sqrt(n)) and whose best value is not a lucky streak of a few episodes
+    (``benchmarks/collapse_detection.py`` measured why; BENCHMARKS.md)."""
 
-    def __init__(self):
+    def __init__(self, recent_episodes: tuple[int, ...] | None = None):
         super().__init__()
         self._ema: dict[str, float | None] = {"return": None, "x_pos": None}
+        sizes = self.RECENT_EPISODES if recent_episodes is None else recent_episodes
+        self._recent = {n: deque(maxlen=n) for n in sizes}
 
     def on_episode_end(
         self,
@@ -91,6 +99,9 @@ class EpisodeRecorder(RLlibCallback):
         x_pos = [e["x_pos_max"] for e in episodes if e["x_pos_max"] is not None]
         flags = [e["flag_get"] for e in episodes]
         result[EPISODES_KEY] = episodes
+        for n, recent in self._recent.items():
+            recent.extend(x_pos)
+            result[metric_key(f"x_pos_last{n}")] = _mean(list(recent)) if recent else 0.0
         result.update(
             {
                 metric_key("return_smoothed"): self._smooth("return", returns),

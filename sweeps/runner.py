@@ -313,6 +313,13 @@ def parse_options(sweep: Sweep, argv: list[str] | None = None, *, name_suffix: s
         report_every_s=_report_every_s(args.report_every),
         **schedule,
     )
+    both = sorted(set(sweep.hparams) & set(sweep.search_space))
+    if both:
+        # The search would silently override the fixed value (which then is never checked).
+        raise SweepError(
+            f"hyperparameter {both[0]!r} is both fixed (Sweep.hparams) and searched "
+            "(Sweep.search_space); allowed: one of the two"
+        )
     algorithm_config(options)  # hyperparameters and search space checked here, before Ray
     if options.resume and not _can_restore(options.experiment_dir):
         raise SweepError(

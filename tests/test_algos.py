@@ -336,3 +336,106 @@ def test_the_fast_learner_path_updates_parameters_exactly_as_rllibs_own_path():
     TorchLearner.apply_gradients(learner, grads)
     assert all(torch.equal(fast[pid], p.detach()) for pid, p in learner._params.items())
     assert any(not torch.equal(fast[pid], before[pid]) for pid in before)
+
+
+@pytest.mark.slow
+def test_greedy_evaluation_differs_per_episode_and_replays_with_its_seed(trained):
+    from algos.evaluate import Protocol
+
+    _, _, path = trained
+    policy = load_policy(path)
+    plain = evaluate(policy, episodes=3, protocol=Protocol(sticky=0.0, noop_max=0))
+    # The emulator is deterministic: a greedy policy from the same start replays one episode.
+    assert len({(r.x_pos, r.total_return, r.length) for r in plain}) == 1
+    first = evaluate(policy, episodes=6, protocol=Protocol(), seed=7)
+    again = evaluate(policy, episodes=6, protocol=Protocol(), seed=7)
+    assert first == again
+    assert len({r.noops for r in first}) >= 2 and all(0 <= r.noops <= 30 for r in first)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--sticky", "1"], "--sticky: 1 is not allowed; allowed: a number in [0, 1)"),
+        (["--sticky", "nan"], "--sticky: nan is not allowed"),
+        (["--noop-max", "-1"], "--noop-max: -1 is not allowed"),
+    ],
+)
+def test_evaluate_cli_rejects_a_bad_protocol_in_one_line(argv, message, tmp_path, capsys):
+    assert main([str(tmp_path), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+
+
+def _learner_values(result: dict) -> tuple:
+    learner = result["learners"]["default_policy"]
+    used = learner["lr_used"]
+    return (
+        result["num_env_steps_sampled_lifetime"],
+        used if isinstance(used, list) else [used],
+        learner["curr_entropy_coeff"],
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "shape",
+    [
+        {"lr": [[0, 1e-3], [256, 1e-4]], "entropy_coeff": [[0, 0.02], [256, 0.0]]},
+        {"lr": 1e-3, "lr_decay_to": 0.1, "entropy_coeff": 0.02, "entropy_decay_to": 0.0},
+    ],
+    ids=["schedule", "decay-shape"],
+)
+def test_schedules_and_decay_shapes_reach_the_optimizer_and_the_loss(shape, ray_session):
+    register_mario_env()
+    config = ppo_config(
+        env_config=TINY_ENV,
+        hparams={
+            "train_batch_size_per_learner": 128,
+            "minibatch_size": 64,
+            "num_epochs": 1,
+            "num_envs_per_env_runner": 2,
+            **shape,
+        },
+        schedule_env_steps=256,
+    )
+    algo = config.build_algo()
+    try:
+        seen = [_learner_values(algo.train()) for _ in range(3)]
+    finally:
+        algo.stop()
+    for steps, used, entropy in seen:
+        progress = min(steps / 256, 1.0)
+        # Linear from the start value to the end value over 256 env steps, then held.
+        assert all(lr == pytest.approx(1e-3 + (1e-4 - 1e-3) * progress, rel=1e-6) for lr in used)
+        assert entropy == pytest.approx(0.02 * (1 - progress), abs=1e-9)
+    assert seen[0][1][0] > seen[-1][1][0]
+
+
+def test_a_decay_shape_needs_the_budget_it_decays_over():
+    with pytest.raises(HParamError) as err:
+        ppo_config(hparams={"lr_decay_to": 0.1})
+    assert "lr_decay_to decays over the trial's budget" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("hparams", "message"),
+    [
+        ({"lr": [[0, 1e-3], [100, 1e-4], [50, 1e-5]]}, "has steps that do not increase"),
+        ({"lr": [[0, 1e-3], [100, -1e-4]]}, "has a value -0.0001 that is out of range"),
+        ({"lr": [[5, 1e-3], [100, 1e-4]]}, "starts at step 5, not 0"),
+        ({"lr": [[0, 1e-3]]}, "is not a schedule of two or more [env_step, value] pairs"),
+        ({"entropy_coeff": [[0, 0.01], [float("nan"), 0.0]]}, "has a step that is not a finite"),
+        ({"gamma": [[0, 0.9], [100, 0.99]]}, "PPO gamma=[[0, 0.9], [100, 0.99]] is not a number"),
+        (
+            {"lr": [[0, 1e-3], [100, 1e-4]], "lr_decay_to": 0.5},
+            "lr_decay_to shapes a fixed lr, but lr=[[0, 0.001], [100, 0.0001]] is already",
+        ),
+        ({"lr_decay_to": 0.0}, "PPO lr_decay_to=0.0 is out of range; allowed: a number in (0, 1]"),
+        ({"entropy_decay_to": 1.5}, "PPO entropy_decay_to=1.5 is out of range"),
+    ],
+)
+def test_bad_schedules_fail_fast_with_one_line(hparams, message):
+    with pytest.raises(HParamError) as err:
+        ppo_config(hparams=hparams, schedule_env_steps=1000)
+    assert message in str(err.value) and "\n" not in str(err.value)

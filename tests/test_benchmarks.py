@@ -125,3 +125,77 @@ def test_frames_without_info_step_the_game_exactly_like_nes_step(game):
         elif frame % 100 == 0:
             assert fast._get_info() == reference._get_info()
     reference.close(), fast.close()
+
+
+@pytest.mark.slow
+def test_learning_benchmark_prints_a_curve_first_flag_and_an_evaluation(tmp_path):
+    out = json.loads(
+        _run(
+            "learning.py",
+            "--variant",
+            "wave1",
+            "--env-steps",
+            "1500",
+            "--eval-episodes",
+            "2",
+            "--out",
+            str(tmp_path),
+            "--json",
+            timeout=600,
+        )
+    )
+    [trial] = out["trials"]
+    assert trial["variant"] == "wave1" and trial["env_steps"] >= 1500
+    assert trial["episodes"] >= 1 and trial["env_steps_per_s"] > 0
+    assert trial["eval_x_pos_mean"] > 0 and "sticky" in trial["eval_protocol"]
+    [raw] = out["raw"]
+    assert len(raw["evaluation"]) == 2
+    # The kept log is the curve, iteration by iteration, with every episode's end.
+    [log] = tmp_path.glob("wave1-PPO-seed0.jsonl")
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [line["iteration"] for line in lines] == list(range(1, len(lines) + 1))
+    episodes = [e for line in lines for e in line["episodes"]]
+    assert len(episodes) == trial["episodes"]
+    assert all(how in ("death", "flag", "time-out") for _, how, _ in episodes)
+
+
+def test_learning_benchmark_rejects_a_variant_of_the_other_algo():
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "learning.py"), "--algo", "DQN", "--variant", "wave1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and "--variant wave1 is a PPO variant" in done.stderr
+
+
+def test_collapse_detection_reports_every_rule_on_the_kept_real_curves():
+    out = json.loads(_run("collapse_detection.py", "--json", timeout=300))
+    assert len(out["curves"]) >= 2
+    rules = {r["rule"]: r for r in out["rules"]}
+    assert len(rules) == len(out["rules"]) >= 2
+    for rule in rules.values():
+        assert rule["healthy_watches"] >= rule["healthy_curves"] >= 2
+        assert rule["spliced"] >= 1
+        assert len(rule["delays"]) == rule["spliced"]
+        assert 0 <= rule["false_positives"] <= rule["healthy_watches"]
+    assert {r["metric"] for r in out["rungs"]} >= {"x_pos_smoothed", "x_pos_last100"}
+
+
+def test_a_spliced_collapse_falls_to_the_curves_own_random_level():
+    sys.path.insert(0, str(BENCHMARKS))
+    from collapse_detection import RANDOM_LEVEL_STEPS, splice
+
+    curve = [
+        {"iteration": i, "env_steps": 1000 * i, "episodes": [[100 * i, "death", 50]] * 3}
+        for i in range(1, 60)
+    ]
+    spliced = splice(curve, 30_000, seed=0)
+    early = {
+        x for it in curve if it["env_steps"] <= RANDOM_LEVEL_STEPS for x, _, _ in it["episodes"]
+    }
+    assert spliced[:30] == curve[:30]
+    for before, after in zip(curve[30:], spliced[30:], strict=True):
+        assert len(after["episodes"]) == len(before["episodes"])
+        assert {x for x, _, _ in after["episodes"]} <= early

@@ -126,3 +126,18 @@ def test_real_tune_run_stops_the_collapsing_trial_and_the_store_says_collapse(
     with connect(fresh_db_url) as conn, conn.cursor() as cur:
         cur.execute("SELECT stop_reason, best_metric FROM mario_sweeps.trials")
         assert cur.fetchall() == [("collapse", 800.0)]
+
+
+def test_recent_episode_mean_covers_exactly_the_last_n_episodes_across_iterations():
+    from callbacks.episode_recorder import EpisodeRecorder
+    from callbacks.records import EPISODES_KEY
+
+    recorder = EpisodeRecorder(recent_episodes=(3,))
+    seen = []
+    for x_pos in ([100, 200], [], [300, 400, 500], [600]):
+        records = [{"episode_return": 1.0, "x_pos_max": x, "flag_get": False} for x in x_pos]
+        result = {"env_runners": {EPISODES_KEY: records}}
+        recorder.on_train_result(result=result)
+        seen.append(result["mario/x_pos_last3"])
+    # Fewer than 3 at the start; carried through an iteration without episodes.
+    assert seen == [150, 150, 400, 500]

@@ -176,33 +176,43 @@ def test_bad_pbt_settings_fail_with_one_line_and_write_nothing(
     argv, message, fresh_db_url, tmp_path, capsys, monkeypatch
 ):
     monkeypatch.setenv("MARIO_SWEEPS_STATE_DIR", str(tmp_path))
-    assert main(PBT_SWEEP, [*argv, "--db-url", fresh_db_url]) == 2
+    assert main(PBT_SWEEP, [*argv, "--smoke", "--db-url", fresh_db_url]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err
     assert_nothing_written(fresh_db_url, tmp_path)
+
+
+ENTROPY_ONLY = {"entropy_coeff": tune.loguniform(1e-4, 1e-1)}
+LR_ONLY = {"lr": tune.loguniform(1e-5, 1e-3)}
 
 
 @pytest.mark.parametrize(
     ("change", "message"),
     [
         (
-            {"hparams": {"lr": [[0, 1e-3], [500_000, 1e-4], [100_000, 1e-5]]}},
-            "has steps that do not increase (500000 then 100000)",
+            {"search_space": ENTROPY_ONLY, "hparams": {"lr": [[0, 1e-3], [900, 1e-4], [100, 0]]}},
+            "has steps that do not increase (900 then 100)",
         ),
-        ({"hparams": {"lr": [[0, -1e-3], [500_000, 1e-4]]}}, "has a value -0.001 that is out"),
-        ({"hparams": {"entropy_coeff": [[10, 0.01], [500, 0.0]]}}, "starts at step 10, not 0"),
+        (
+            {"search_space": ENTROPY_ONLY, "hparams": {"lr": [[0, -1e-3], [900, 1e-4]]}},
+            "has a value -0.001 that is out of range",
+        ),
+        (
+            {"search_space": LR_ONLY, "hparams": {"entropy_coeff": [[10, 0.01], [500, 0.0]]}},
+            "starts at step 10, not 0",
+        ),
+        ({"search_space": ENTROPY_ONLY, "hparams": {"lr": -1e-3}}, "PPO lr=-0.001 is out of range"),
         (
             {"search_space": {"lr": tune.uniform(-1e-3, 1e-3)}},
             "PPO lr=Float(-0.001, 0.001) reaching -0.001 is out of range",
         ),
         (
-            {
-                "search_space": {
-                    "lr": tune.loguniform(1e-5, 1e-3),
-                    "lr_decay_to": tune.uniform(0, 2),
-                }
-            },
+            {"search_space": {**LR_ONLY, "lr_decay_to": tune.uniform(0, 2)}},
             "lr_decay_to=Float(0, 2) reaching 0 is out of range",
+        ),
+        (
+            {"hparams": {"lr": 1e-4}},
+            "hyperparameter 'lr' is both fixed (Sweep.hparams) and searched (Sweep.search_space)",
         ),
     ],
 )
@@ -210,7 +220,8 @@ def test_bad_schedules_and_rates_fail_with_one_line_and_write_nothing(
     change, message, fresh_db_url, tmp_path, capsys, monkeypatch
 ):
     monkeypatch.setenv("MARIO_SWEEPS_STATE_DIR", str(tmp_path))
-    assert main(replace(PBT_SWEEP, **change), ["--db-url", fresh_db_url]) == 2
+    # --smoke: should a case ever pass the checks, it runs a tiny sweep, not a 1M-step one.
+    assert main(replace(PBT_SWEEP, **change), ["--smoke", "--db-url", fresh_db_url]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err
     assert_nothing_written(fresh_db_url, tmp_path)
@@ -219,7 +230,7 @@ def test_bad_schedules_and_rates_fail_with_one_line_and_write_nothing(
 def test_pb2_needs_numeric_ranges(fresh_db_url, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("MARIO_SWEEPS_STATE_DIR", str(tmp_path))
     sweep = replace(PBT_SWEEP, search_space={"lr": tune.choice([1e-4, 3e-4])})
-    assert main(sweep, ["--scheduler", "pb2", "--db-url", fresh_db_url]) == 2
+    assert main(sweep, ["--scheduler", "pb2", "--smoke", "--db-url", fresh_db_url]) == 2
     err = capsys.readouterr().err.strip()
     assert "--scheduler pb2 needs numeric ranges" in err and "\n" not in err
     assert_nothing_written(fresh_db_url, tmp_path)

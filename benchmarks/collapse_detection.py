@@ -1,0 +1,252 @@
+"""Is the collapse detector right? False positives on real healthy curves, delay on spliced ones.
+
+    python benchmarks/collapse_detection.py [CURVES ...] [--json]
+
+CURVES are trials' iteration logs (JSON lines from ``benchmarks/learning.py --out``; default: the
+real 500k-step runs kept in ``benchmarks/data/``). Each line is one iteration with every episode
+that ended in it, so every rule below sees exactly the episode stream a sweep's trial saw.
+
+- **Healthy**: each real curve as it is. Any collapse verdict on it is a false positive.
+- **Spliced**: the same curve with a collapse put in at a known env step: from there on, each
+  iteration's episodes are replaced by as many drawn (seeded) from the curve's own first
+  ``RANDOM_LEVEL_STEPS`` env steps, when the agent was still at random-agent level (x_pos ~300-430).
+  The delay is the env steps from the splice to the verdict; a miss is no verdict within
+  ``TARGET_DELAY``.
+
+The rules are fed through the code a sweep runs: ``EpisodeRecorder`` computes the metrics from
+episode records, and ``CollapseDetector`` decides, with the rule's ``Collapse`` settings.
+
+The ASHA half: how noisy is each metric against the differences ASHA decides on? For every pair of
+curves, the rung decision at 50k env steps (which of the two is ahead) is compared with the ranking
+by mean episode x_pos over 125k-150k env steps, and each metric's iteration-to-iteration swing is
+set against the gap between the trials at the rung.
+"""
+
+import argparse
+import itertools
+import json
+import math
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from callbacks.collapse import Collapse, CollapseDetector
+from callbacks.episode_recorder import EpisodeRecorder
+from callbacks.records import EPISODES_KEY, metric_key
+
+DATA = Path(__file__).resolve().parent / "data"
+RANDOM_LEVEL_STEPS = 10_000
+"""The first env steps of a trial: its episodes are the random-agent level a collapse falls to."""
+SPLICE_EVERY = 50_000
+"""A collapse is spliced in at every multiple of this from the end of the grace period on, each
+in its own copy of the curve, as long as ``TARGET_DELAY`` env steps follow it."""
+WATCH_FROM_EVERY = 100_000
+"""A healthy curve is also watched from each multiple of this on (the detector started afresh
+there, as for a trial restored at that step): more chances for a false positive on real data."""
+TARGET_DELAY = 50_000
+RUNG, RANKED = 50_000, (125_000, 150_000)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A collapse rule: which metric it watches and the ``Collapse`` settings it decides with."""
+
+    name: str
+    metric: str
+    collapse: Collapse
+
+
+RULES = [
+    Rule(
+        "today: EMA x_pos, 40 % below peak for 8 iterations (ppo_lr_entropy.py)",
+        "x_pos_smoothed",
+        Collapse(drop_fraction=0.4, window=8, grace_env_steps=100_000),
+    ),
+    *[
+        Rule(
+            f"mean x_pos of last {n} episodes, {drop:.0%} below its best for {window} iterations",
+            f"x_pos_last{n}",
+            Collapse(drop_fraction=drop, window=window, grace_env_steps=100_000),
+        )
+        for n, drop, window in itertools.product((50, 100, 200), (0.25, 0.4), (1, 4, 8))
+    ],
+]
+
+
+def load(path: Path) -> list[dict]:
+    with path.open() as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def metrics(iterations: list[dict], windows: tuple[int, ...] = (50, 100, 200)) -> list[dict]:
+    """Per iteration: env steps and every metric a rule may watch, through ``EpisodeRecorder``."""
+    recorder = EpisodeRecorder(recent_episodes=windows)
+    out = []
+    for it in iterations:
+        records = [
+            {"episode_return": 0.0, "x_pos_max": x, "flag_get": how == "flag"}
+            for x, how, _ in it["episodes"]
+        ]
+        result = {"env_runners": {EPISODES_KEY: records}, "training_iteration": it["iteration"]}
+        recorder.on_train_result(result=result)
+        row = {"env_steps": it["env_steps"], "x_pos_smoothed": result[metric_key("x_pos_smoothed")]}
+        for n in windows:
+            row[f"x_pos_last{n}"] = result[metric_key(f"x_pos_last{n}")]
+        out.append(row)
+    return out
+
+
+def splice(iterations: list[dict], at: int, *, seed: int) -> list[dict]:
+    """The curve with a collapse to its own random-agent level from env step ``at`` on."""
+    pool = [e for it in iterations if it["env_steps"] <= RANDOM_LEVEL_STEPS for e in it["episodes"]]
+    rng = np.random.default_rng(seed)
+    spliced = []
+    for it in iterations:
+        if it["env_steps"] > at:
+            drawn = rng.integers(len(pool), size=len(it["episodes"]))
+            it = {**it, "episodes": [pool[i] for i in drawn]}
+        spliced.append(it)
+    return spliced
+
+
+def first_verdict(rows: list[dict], rule: Rule, *, start: int = 0) -> int | None:
+    """Env steps of the first collapse verdict, as ``SweepStopper`` would give it to a trial
+    watched from env step ``start`` on (its grace period counted from there), or None."""
+    detector = CollapseDetector(rule.collapse, "max")
+    for row in rows:
+        if row["env_steps"] <= start:
+            continue
+        value = row[rule.metric]
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue
+        grace_over = row["env_steps"] - start >= rule.collapse.grace_env_steps
+        if detector.update(float(value)) and grace_over:
+            return row["env_steps"]
+    return None
+
+
+def evaluate_rules(curves: dict[str, list[dict]]) -> list[dict]:
+    """False positives on the healthy curves and delays on the spliced ones, per rule."""
+    healthy = {name: metrics(its) for name, its in curves.items()}
+    watched = [
+        (name, start)
+        for name, its in curves.items()
+        for start in range(0, its[-1]["env_steps"] - 2 * TARGET_DELAY, WATCH_FROM_EVERY)
+    ]
+    spliced = []
+    for k, (name, its) in enumerate(curves.items()):
+        end = its[-1]["env_steps"]
+        for at in range(2 * SPLICE_EVERY, end - TARGET_DELAY + 1, SPLICE_EVERY):
+            spliced.append((name, at, metrics(splice(its, at, seed=k * 1000 + at // 1000))))
+    results = []
+    for rule in RULES:
+        false = [
+            (name, start)
+            for name, start in watched
+            if first_verdict(healthy[name], rule, start=start) is not None
+        ]
+        delays = []
+        for _, at, rows in spliced:
+            verdict = first_verdict(rows, rule)
+            # A verdict before the splice is a false positive, already counted on the healthy run.
+            delays.append(None if verdict is None or verdict < at else verdict - at)
+        caught = [d for d in delays if d is not None and d <= TARGET_DELAY]
+        results.append(
+            {
+                "rule": rule.name,
+                "metric": rule.metric,
+                "drop_fraction": rule.collapse.drop_fraction,
+                "window": rule.collapse.window,
+                "healthy_curves": len(healthy),
+                "healthy_watches": len(watched),
+                "false_positives": len(false),
+                "spliced": len(spliced),
+                "detected_within_target": len(caught),
+                "delays": delays,
+                "median_delay": statistics.median(caught) if caught else None,
+                "max_delay": max(caught) if caught else None,
+            }
+        )
+    return results
+
+
+def _value_at(rows: list[dict], metric: str, env_steps: int) -> float | None:
+    before = [r[metric] for r in rows if r["env_steps"] <= env_steps and r[metric] is not None]
+    return before[-1] if before else None
+
+
+def _mean_x_pos(iterations: list[dict], low: int, high: int) -> float:
+    xs = [x for it in iterations if low < it["env_steps"] <= high for x, _, _ in it["episodes"]]
+    return statistics.mean(xs) if xs else math.nan
+
+
+def rung_agreement(curves: dict[str, list[dict]]) -> list[dict]:
+    """Per metric: how often the 50k-rung order of two trials is their order at 125k-150k, and
+    the metric's iteration-to-iteration swing against the trials' gap at the rung."""
+    names = [n for n, its in curves.items() if its[-1]["env_steps"] >= RANKED[1]]
+    rows = {n: metrics(curves[n]) for n in names}
+    out = []
+    for metric in ("x_pos_smoothed", "x_pos_last50", "x_pos_last100", "x_pos_last200"):
+        agree, gaps, swings = 0, [], []
+        pairs = list(itertools.combinations(names, 2))
+        for a, b in pairs:
+            va, vb = _value_at(rows[a], metric, RUNG), _value_at(rows[b], metric, RUNG)
+            later = _mean_x_pos(curves[a], *RANKED) - _mean_x_pos(curves[b], *RANKED)
+            agree += (va - vb) * later > 0
+            gaps.append(abs(va - vb))
+        for n in names:
+            values = [r[metric] for r in rows[n] if RUNG / 2 <= r["env_steps"] <= RANKED[1]]
+            swings.append(statistics.pstdev(np.diff(values)) if len(values) > 2 else math.nan)
+        out.append(
+            {
+                "metric": metric,
+                "pairs": len(pairs),
+                "rung_agrees_with_later_ranking": agree,
+                "median_gap_at_rung": statistics.median(gaps) if gaps else None,
+                "median_iteration_swing_sd": statistics.median(swings) if swings else None,
+            }
+        )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python benchmarks/collapse_detection.py")
+    parser.add_argument("curves", nargs="*", type=Path, help="iteration logs (.jsonl)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    paths = args.curves or sorted(DATA.glob("*.jsonl"))
+    if not paths:
+        print(f"error: no curves given and none in {DATA}", file=sys.stderr)
+        return 2
+    curves = {p.stem: load(p) for p in paths}
+    rules, rungs = evaluate_rules(curves), rung_agreement(curves)
+    if args.json:
+        print(json.dumps({"curves": list(curves), "rules": rules, "rungs": rungs}))
+        return 0
+    print(
+        f"{len(curves)} real curves: "
+        + ", ".join(f"{n} ({its[-1]['env_steps']:,} env steps)" for n, its in curves.items())
+    )
+    print(f"{'rule':<78} {'FP':>5} {'caught':>8} {'median':>8} {'max':>8}")
+    for r in rules:
+        median = "-" if r["median_delay"] is None else f"{r['median_delay']:,}"
+        worst = "-" if r["max_delay"] is None else f"{r['max_delay']:,}"
+        print(
+            f"{r['rule']:<78} {r['false_positives']}/{r['healthy_watches']:<3} "
+            f"{r['detected_within_target']}/{r['spliced']:<5} {median:>8} {worst:>8}"
+        )
+    print(f"\nASHA rung at {RUNG:,} env steps against the ranking over {RANKED[0]:,}-{RANKED[1]:,}")
+    for r in rungs:
+        print(
+            f"{r['metric']:<16} agrees {r['rung_agrees_with_later_ranking']}/{r['pairs']} pairs; "
+            f"median gap at the rung {r['median_gap_at_rung']}, median iteration swing (sd) "
+            f"{r['median_iteration_swing_sd']}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
