@@ -43,8 +43,9 @@ class EpisodeRecorder(RLlibCallback):
     iterations in which no episode ended, and 0.0 before the first episode;
     ``mario/x_pos_last100`` is the mean x_pos of the last 100 episodes (fewer at the start). Their
     state lives in this callback on the trial actor; a trial restored from a checkpoint restarts
-    it from its first episodes. The other ``mario/`` keys describe exactly this iteration's episodes (NaN
-    when none ended) and are the store's iteration aggregates: nothing recomputes them.
+    it from its first episodes. The other ``mario/`` keys describe exactly this iteration's
+    episodes (NaN when none ended) and are the store's iteration aggregates: nothing recomputes
+    them.
     """
 
     EMA_ALPHA = 0.1
