@@ -253,8 +253,7 @@ def build_confirm_tuner(options, db_url: str, plan: Plan):
     from ray import tune
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    from callbacks.collapse import SweepStopper
-    from sweeps.runner import algorithm_config, build_callbacks, progress_reporter, trial_dirname
+    from sweeps.runner import algorithm_config, build_callbacks, run_config, trial_dirname
 
     keys = list(options.sweep.search_space)
     domains = {
@@ -268,7 +267,6 @@ def build_confirm_tuner(options, db_url: str, plan: Plan):
         for c, seed in plan.missing
     ]
     repeats = {tuple(c.params[k] for k in keys): c.trial_id for c in plan.candidates}
-    sweep = options.sweep
     return tune.Tuner(
         config.algo_class,
         param_space=config,
@@ -279,15 +277,9 @@ def build_confirm_tuner(options, db_url: str, plan: Plan):
             num_samples=len(points),
             trial_dirname_creator=trial_dirname,
         ),
-        run_config=tune.RunConfig(
+        run_config=run_config(
+            options,
             name=_experiment_name(options),
-            storage_path=options.storage_path,
-            stop=SweepStopper(
-                metric=sweep.metric,
-                mode=sweep.mode,
-                max_env_steps=options.max_env_steps,
-                collapse=sweep.collapse,
-            ),
             callbacks=build_callbacks(
                 options,
                 db_url,
@@ -296,16 +288,7 @@ def build_confirm_tuner(options, db_url: str, plan: Plan):
                 repeats=repeats,
                 num_samples=len(points),
             ),
-            checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=2,
-                checkpoint_score_attribute=sweep.metric,
-                checkpoint_score_order=sweep.mode,
-                checkpoint_frequency=sweep.checkpoint_every,
-                checkpoint_at_end=True,
-            ),
-            failure_config=tune.FailureConfig(max_failures=1),
-            progress_reporter=progress_reporter(options, extra_params=("seed",)),
-            verbose=1,
+            extra_params=("seed",),
         ),
     )
 

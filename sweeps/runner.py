@@ -616,30 +616,51 @@ def build_tuner(options: Options, db_url: str):
             trial_dirname_creator=trial_dirname,
             **search,
         ),
-        run_config=tune.RunConfig(
+        run_config=run_config(
+            options,
             name=options.name,
-            storage_path=options.storage_path,
-            # Under PBT a collapsing member is recorded, and left for exploit to replace.
-            stop=SweepStopper(
-                metric=sweep.metric,
-                mode=sweep.mode,
-                max_env_steps=options.max_env_steps,
-                collapse=sweep.collapse,
-                stop_on_collapse=not population,
-            ),
             callbacks=build_callbacks(options, db_url, scheduler=recorded),
-            checkpoint_config=tune.CheckpointConfig(
-                # PBT copies a donor's latest checkpoint: keep enough that it is still there.
-                num_to_keep=4 if population else 2,
-                checkpoint_score_attribute=sweep.metric,
-                checkpoint_score_order=sweep.mode,
-                checkpoint_frequency=sweep.checkpoint_every,
-                checkpoint_at_end=True,
-            ),
-            failure_config=tune.FailureConfig(max_failures=1),
-            progress_reporter=progress_reporter(options),
-            verbose=1,
+            population=population,
         ),
+    )
+
+
+def run_config(
+    options: Options,
+    *,
+    name: str,
+    callbacks: list,
+    population: bool = False,
+    extra_params: tuple[str, ...] = (),
+):
+    """What every trial of a sweep (search or confirm) runs under: the budget and collapse
+    stopper, Tune's checkpoint keeping by the sweep's metric, one retry, our console table."""
+    from ray import tune
+
+    sweep = options.sweep
+    return tune.RunConfig(
+        name=name,
+        storage_path=options.storage_path,
+        # Under PBT a collapsing member is recorded, and left for exploit to replace.
+        stop=SweepStopper(
+            metric=sweep.metric,
+            mode=sweep.mode,
+            max_env_steps=options.max_env_steps,
+            collapse=sweep.collapse,
+            stop_on_collapse=not population,
+        ),
+        callbacks=callbacks,
+        checkpoint_config=tune.CheckpointConfig(
+            # PBT copies a donor's latest checkpoint: keep enough that it is still there.
+            num_to_keep=4 if population else 2,
+            checkpoint_score_attribute=sweep.metric,
+            checkpoint_score_order=sweep.mode,
+            checkpoint_frequency=sweep.checkpoint_every,
+            checkpoint_at_end=True,
+        ),
+        failure_config=tune.FailureConfig(max_failures=1),
+        progress_reporter=progress_reporter(options, extra_params=extra_params),
+        verbose=1,
     )
 
 
