@@ -53,12 +53,12 @@ SELECT t.trial_id, t.params, t.best_metric, t.stop_reason, t.last_env_steps, t.b
        max(e.episode_return) AS best_return, max(e.x_pos_max) AS best_x_pos,
        count(*) FILTER (WHERE e.flag_get) AS flags, count(e.episode_id) AS episodes,
        max(v.x_pos_mean) AS eval_x_pos, max(v.flag_rate) AS eval_flag_rate,
-       max(v.episodes) AS eval_episodes
+       max(v.episodes) AS eval_episodes, max(v.protocol) AS eval_protocol
 FROM mario_sweeps.trials t
 LEFT JOIN mario_sweeps.episodes e ON e.sweep_id = t.sweep_id AND e.trial_id = t.trial_id
 LEFT JOIN (
     SELECT sweep_id, trial_id, avg(x_pos) AS x_pos_mean, avg(flag_get::int) AS flag_rate,
-           count(*) AS episodes
+           count(*) AS episodes, max(protocol) AS protocol
     FROM mario_sweeps.evaluations WHERE policy = 'greedy' GROUP BY sweep_id, trial_id
 ) v ON v.sweep_id = t.sweep_id AND v.trial_id = t.trial_id
 JOIN mario_sweeps.sweeps s ON s.id = t.sweep_id
@@ -117,6 +117,12 @@ def leaderboard(db_url: str, name: str) -> str:
             f"{_fmt(r['best_return'], '11.2f')} {_fmt(r['best_x_pos'], '10d')} {r['flags']:>5} "
             f"{r['stop_reason'] or '-':>11} {_fmt(r['last_env_steps'], '10,d')} "
             f"{_fmt(r['eval_x_pos'], '10,.0f')} {_fmt(r['eval_flag_rate'], '10.0%')}"
+        )
+    evaluated = next((r for r in rows if r["eval_episodes"]), None)
+    if evaluated is not None:
+        lines.append(
+            f"eval: {evaluated['eval_episodes']} episodes, "
+            f"{evaluated['eval_protocol'] or 'greedy, no randomised starts'}"
         )
     best = next((r for r in rows if r["best_checkpoint"]), None)
     lines.append(f"best checkpoint: {best['best_checkpoint'] if best else '(none recorded)'}")

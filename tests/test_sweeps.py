@@ -241,10 +241,12 @@ def test_a_sweep_ends_by_evaluating_its_best_checkpoint_with_rows_a_video_and_w_
     evaluations = rows(
         fresh_db_url,
         "SELECT trial_id, checkpoint, policy, count(*), count(DISTINCT episode),"
-        " bool_and(x_pos > 0) FROM mario_sweeps.evaluations GROUP BY 1, 2, 3",
+        " bool_and(x_pos > 0), max(protocol) FROM mario_sweeps.evaluations GROUP BY 1, 2, 3",
     )
-    assert evaluations == [(best, checkpoint, "greedy", 2, 2, True)]
-    assert f"evaluation  trial {best}, greedy, 2 episodes" in done.stdout
+    protocol = "greedy, sticky 0.25, 0-30 no-op starts"
+    assert evaluations == [(best, checkpoint, "greedy", 2, 2, True, protocol)]
+    assert f"evaluation  trial {best}, 2 episodes ({protocol})" in done.stdout
+    assert f"eval: 2 episodes, {protocol}" in done.stdout  # under the leaderboard
     experiment = tmp_path / "state" / "ray_results" / "ppo_lr_entropy-smoke"
     import imageio.v3 as iio
 
@@ -255,6 +257,7 @@ def test_a_sweep_ends_by_evaluating_its_best_checkpoint_with_rows_a_video_and_w_
     assert f"report      {page}" in done.stdout
     html = page.read_text(encoding="utf-8")
     assert 'id="evaluation-table"' in html and 'src="data:video/mp4;base64,' in html
+    assert f"Protocol: {protocol}." in html
     assert_figures_cover_every_trial(fresh_db_url, "ppo_lr_entropy-smoke")
 
     # optuna-dashboard, as the README says to start it, reads the same study back.
