@@ -63,10 +63,19 @@ def member_timelines(db_url: str) -> dict[str, list[tuple[int, int]]]:
 
 
 @pytest.mark.slow
-def test_pbt_perturbations_reach_the_learner_and_every_exploit_is_stored_once(
-    fresh_db_url, tmp_path
+@pytest.mark.parametrize("scheduler", ["pbt", "pb2"])
+def test_perturbations_reach_the_learner_and_every_exploit_is_stored_once(
+    scheduler, fresh_db_url, tmp_path
 ):
-    done = run_sweep("sweeps/ppo_pbt.py", *SMOKE_PBT, "--db-url", fresh_db_url, tmp_path=tmp_path)
+    done = run_sweep(
+        "sweeps/ppo_pbt.py",
+        *SMOKE_PBT,
+        "--scheduler",
+        scheduler,
+        "--db-url",
+        fresh_db_url,
+        tmp_path=tmp_path,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "no Optuna study" in done.stdout and "no ASHA" in done.stdout
     events = lineage(fresh_db_url)
