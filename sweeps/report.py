@@ -207,7 +207,7 @@ def build_figures(
         built["search-importances"] = figures.importances(importance)
     if data.ends.counts:
         built["episode-ends"] = figures.episode_ends(data)
-    if data.sweep["scheduler"] == "pbt" and data.curves:
+    if is_population(data.sweep) and data.curves:
         built["lineage"] = figures.pbt_lineage(data, colours)
         built["hyperparameter-paths"] = figures.hyperparameter_paths(data, colours)
     return built
@@ -468,9 +468,14 @@ code { font-size: 12px; word-break: break-all; }
 """
 
 
+def is_population(sweep: Mapping) -> bool:
+    """Whether a sweep row's recorded scheduler is a PBT or PB2 population."""
+    return (sweep.get("scheduler") or {}).get("type") in ("PBT", "PB2")
+
+
 def _population_section(data: SweepData, pngs: Mapping[str, bytes]) -> str:
     """PBT's lineage and each member's hyperparameter path; a line for other sweeps."""
-    if data.sweep["scheduler"] != "pbt":
+    if not is_population(data.sweep):
         return _note("Not a population sweep: its trials were scheduled by ASHA.")
     if "lineage" not in pngs:
         return _note("No member has reported yet.")

@@ -649,3 +649,74 @@ def test_a_live_report_of_zero_minutes_never_writes(sweep, tmp_path):
 
 def test_without_an_evaluation_the_page_says_when_it_comes(page):
     assert "No evaluation yet" in page["html"]
+
+
+def test_a_pbt_sweep_draws_its_lineage_and_each_members_hyperparameter_path(
+    postgres_server, tmp_path
+):
+    url = new_database(postgres_server)
+    prepare_database(url)
+    store = ResultsStore(url, spill_dir=tmp_path / "spill", retry_interval_s=0)
+    store.start_sweep(
+        name="pop",
+        algo="PPO",
+        search_space=SEARCH_SPACE,
+        metric=METRIC,
+        mode="max",
+        scheduler={"type": "PBT", "population": 3, "perturbation_interval": 500},
+    )
+    members = [
+        write_trial(store, f"m{k}", reason="completed", iterations=20, status="TERMINATED", seed=k)
+        for k in range(3)
+    ]
+    exploits = [("m0", 5, "m2"), ("m1", 10, "m2"), ("m0", 15, "m1")]
+    for trial_id, iteration, donor in exploits:
+        store.write_lineage(
+            trial_id,
+            {
+                "training_iteration": iteration,
+                "kind": "exploit",
+                "env_steps": STEPS_PER_ITERATION * iteration,
+                "donor": donor,
+                "donor_iteration": iteration,
+                "donor_env_steps": STEPS_PER_ITERATION * iteration,
+                "metric": 300.0,
+                "donor_metric": 600.0,
+                "old_params": {"lr": 1e-4, "entropy_coeff": 0.01},
+                "new_params": {"lr": 2e-4 * iteration, "entropy_coeff": 0.001 * iteration},
+            },
+        )
+    store.write_lineage(
+        "m1",
+        {
+            "training_iteration": 18,
+            "kind": "collapse",
+            "env_steps": 1800,
+            "metric": 200.0,
+            "peak": 700.0,
+            "old_params": {"lr": 2e-3},
+        },
+    )
+    assert store.close() == 0
+    data = read_sweep(url, "pop")
+    assert [e["kind"] for e in data.lineage].count("exploit") == 3
+    figs = report.build_figures(data, study_importances(url, "mario-sweeps/pop"))
+    lineage = gids(figs["lineage"])
+    assert trials_in(figs["lineage"], "member") == {m["trial_id"] for m in members}
+    assert sorted(g for g in lineage if g.startswith("exploit:")) == sorted(
+        f"exploit:{t}:{i}" for t, i, _ in exploits
+    )
+    assert "collapse:m1:18" in lineage
+    paths = figs["hyperparameter-paths"]
+    assert trials_in(paths, "path") == {"m0", "m1", "m2"}
+    [m0_lr] = [a for a in paths.findobj() if a.get_gid() == "path:m0:lr"]
+    # m0 starts at its own lr, then takes each exploit's new value, held to its last iteration.
+    assert list(m0_lr.get_ydata())[1:] == [2e-4 * 5, 2e-4 * 15, 2e-4 * 15]
+    assert list(m0_lr.get_xdata())[1:] == [500, 1500, 2000]
+    html = report.write_report(url, "pop", tmp_path / "out").read_text()
+    assert 'id="fig-lineage"' in html and 'id="fig-hyperparameter-paths"' in html
+    assert "3 exploits" in html
+
+
+def test_an_asha_sweep_says_it_has_no_population(page):
+    assert "Not a population sweep" in page["html"] and 'id="fig-lineage"' not in page["html"]
