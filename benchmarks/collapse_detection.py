@@ -8,10 +8,10 @@ that ended in it, so every rule below sees exactly the episode stream a sweep's 
 
 - **Healthy**: each real curve as it is. Any collapse verdict on it is a false positive.
 - **Spliced**: the same curve with a collapse put in at a known env step: from there on, each
-  iteration's episodes are replaced by as many drawn (seeded) from the curve's own first
-  ``RANDOM_LEVEL_STEPS`` env steps, when the agent was still at random-agent level (x_pos ~300-430).
-  The delay is the env steps from the splice to the verdict; a miss is no verdict within
-  ``TARGET_DELAY``.
+  iteration's episodes are replaced by as many drawn (seeded) from real random-agent episodes
+  (``benchmarks/data/random-agent.json``: uniform random actions on 1-1 in the real emulator,
+  made by ``--make-random-episodes N``). The delay is the env steps from the splice to the verdict;
+  a miss is no verdict within ``TARGET_DELAY``.
 
 The rules are fed through the code a sweep runs: ``EpisodeRecorder`` computes the metrics from
 episode records, and ``CollapseDetector`` decides, with the rule's ``Collapse`` settings.
@@ -38,8 +38,8 @@ from callbacks.episode_recorder import EpisodeRecorder
 from callbacks.records import EPISODES_KEY, metric_key
 
 DATA = Path(__file__).resolve().parent / "data"
-RANDOM_LEVEL_STEPS = 10_000
-"""The first env steps of a trial: its episodes are the random-agent level a collapse falls to."""
+RANDOM_EPISODES = DATA / "random-agent.json"
+"""Episodes of a uniform random agent: the level a collapse falls to."""
 SPLICE_EVERY = 50_000
 """A collapse is spliced in at every multiple of this from the end of the grace period on, each
 in its own copy of the curve, as long as ``TARGET_DELAY`` env steps follow it."""
@@ -99,9 +99,29 @@ def metrics(iterations: list[dict], windows: tuple[int, ...] = (50, 100, 200)) -
     return out
 
 
-def splice(iterations: list[dict], at: int, *, seed: int) -> list[dict]:
-    """The curve with a collapse to its own random-agent level from env step ``at`` on."""
-    pool = [e for it in iterations if it["env_steps"] <= RANDOM_LEVEL_STEPS for e in it["episodes"]]
+def random_agent_episodes(count: int, *, seed: int = 0, action_set: str = "simple") -> list:
+    """``count`` episodes of uniform random actions on SMB1 1-1: [x_pos, ending, length] each."""
+    from envs import MarioEnv
+
+    env = MarioEnv({"action_set": action_set})
+    rng = np.random.default_rng(seed)
+    episodes = []
+    try:
+        for k in range(count):
+            env.reset(seed=seed + k)
+            done, length, info = False, 0, {}
+            while not done:
+                _, _, terminated, truncated, info = env.step(int(rng.integers(env.action_space.n)))
+                done, length = terminated or truncated, length + 1
+            how = "flag" if info["flag_get"] else "time-out" if info["time_left"] == 0 else "death"
+            episodes.append([info["x_pos_max"], how, length])
+    finally:
+        env.close()
+    return episodes
+
+
+def splice(iterations: list[dict], at: int, *, pool: list, seed: int) -> list[dict]:
+    """The curve with a collapse to the random agent's level (``pool``) from env step ``at`` on."""
     rng = np.random.default_rng(seed)
     spliced = []
     for it in iterations:
@@ -128,7 +148,7 @@ def first_verdict(rows: list[dict], rule: Rule, *, start: int = 0) -> int | None
     return None
 
 
-def evaluate_rules(curves: dict[str, list[dict]]) -> list[dict]:
+def evaluate_rules(curves: dict[str, list[dict]], pool: list) -> list[dict]:
     """False positives on the healthy curves and delays on the spliced ones, per rule."""
     healthy = {name: metrics(its) for name, its in curves.items()}
     watched = [
@@ -140,7 +160,8 @@ def evaluate_rules(curves: dict[str, list[dict]]) -> list[dict]:
     for k, (name, its) in enumerate(curves.items()):
         end = its[-1]["env_steps"]
         for at in range(2 * SPLICE_EVERY, end - TARGET_DELAY + 1, SPLICE_EVERY):
-            spliced.append((name, at, metrics(splice(its, at, seed=k * 1000 + at // 1000))))
+            drawn = splice(its, at, pool=pool, seed=k * 1000 + at // 1000)
+            spliced.append((name, at, metrics(drawn)))
     results = []
     for rule in RULES:
         false = [
@@ -216,13 +237,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python benchmarks/collapse_detection.py")
     parser.add_argument("curves", nargs="*", type=Path, help="iteration logs (.jsonl)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--make-random-episodes",
+        type=int,
+        metavar="N",
+        help=f"play N random-agent episodes into {RANDOM_EPISODES.name} and exit",
+    )
     args = parser.parse_args(argv)
+    if args.make_random_episodes:
+        episodes = random_agent_episodes(args.make_random_episodes)
+        RANDOM_EPISODES.write_text(json.dumps({"action_set": "simple", "episodes": episodes}))
+        xs = [x for x, _, _ in episodes]
+        print(f"{len(xs)} random-agent episodes: mean x_pos {statistics.mean(xs):.0f}")
+        return 0
     paths = args.curves or sorted(DATA.glob("*.jsonl"))
     if not paths:
         print(f"error: no curves given and none in {DATA}", file=sys.stderr)
         return 2
     curves = {p.stem: load(p) for p in paths}
-    rules, rungs = evaluate_rules(curves), rung_agreement(curves)
+    pool = json.loads(RANDOM_EPISODES.read_text())["episodes"]
+    rules, rungs = evaluate_rules(curves, pool), rung_agreement(curves)
     if args.json:
         print(json.dumps({"curves": list(curves), "rules": rules, "rungs": rungs}))
         return 0

@@ -820,3 +820,64 @@ def test_dqn_vs_ppo_resumes_a_custom_named_comparison_by_its_sweeps_names(tmp_pa
     monkeypatch.setenv("MARIO_SWEEPS_STATE_DIR", str(tmp_path))
     with pytest.raises(SweepError, match="no interrupted sweep 'cmp-ppo'"):
         parse_options(dqn_vs_ppo.SWEEPS[0], ["--resume", "--name", "cmp"], name_suffix="-ppo")
+
+
+SCHEDULE_SWEEP = """
+import sys
+from ray import tune
+from sweeps.runner import main
+from sweeps.spec import Asha, Sweep
+
+# Optuna searches a learning-rate schedule's shape: its start and the fraction it decays to.
+SWEEP = Sweep(
+    name="schedule_check",
+    algo="PPO",
+    search_space={"lr": tune.loguniform(1e-4, 1e-3), "lr_decay_to": tune.uniform(0.05, 0.5)},
+    hparams={"train_batch_size_per_learner": 128, "minibatch_size": 64, "num_epochs": 1,
+             "num_envs_per_env_runner": 2,
+             "entropy_coeff": [[0, 0.02], [256, 0.005]]},
+    env_config={"max_episode_steps": 100},
+    max_env_steps=512,
+    num_samples=2,
+    asha=Asha(grace_period=512),
+    confirm_top=0,
+)
+if __name__ == "__main__":
+    sys.exit(main(SWEEP))
+"""
+
+
+@pytest.mark.slow
+def test_a_sweep_searches_a_schedule_shape_and_every_trial_trains_on_its_schedule(
+    fresh_db_url, tmp_path
+):
+    script = tmp_path / "schedule_sweep.py"
+    script.write_text(textwrap.dedent(SCHEDULE_SWEEP))
+    done = run_sweep(
+        script,
+        "--db-url",
+        fresh_db_url,
+        "--wandb-mode",
+        "disabled",
+        "--eval-episodes",
+        "0",
+        tmp_path=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    trials = rows(
+        fresh_db_url,
+        "SELECT t.params, array_agg(i.env_steps_lifetime ORDER BY i.training_iteration),"
+        " array_agg(i.result #> '{learners,default_policy,lr_used}' ORDER BY"
+        " i.training_iteration), array_agg((i.result #>> '{learners,default_policy,"
+        "curr_entropy_coeff}')::float ORDER BY i.training_iteration)"
+        " FROM mario_sweeps.trials t JOIN mario_sweeps.iterations i USING (sweep_id, trial_id)"
+        " GROUP BY t.trial_id, t.params",
+    )
+    assert len(trials) == 2
+    assert len({p["lr_decay_to"] for p, *_ in trials}) == 2  # the shape was searched
+    for params, steps, used, entropy in trials:
+        start, end = params["lr"], params["lr"] * params["lr_decay_to"]
+        for at, lrs, coeff in zip(steps, used, entropy, strict=True):
+            expected = start + (end - start) * min(at / 512, 1.0)
+            assert all(lr == pytest.approx(expected, rel=1e-6) for lr in lrs)
+            assert coeff == pytest.approx(0.02 + (0.005 - 0.02) * min(at / 256, 1.0), rel=1e-6)
