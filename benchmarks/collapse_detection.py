@@ -8,10 +8,14 @@ that ended in it, so every rule below sees exactly the episode stream a sweep's 
 
 - **Healthy**: each real curve as it is. Any collapse verdict on it is a false positive.
 - **Spliced**: the same curve with a collapse put in at a known env step: from there on, each
-  iteration's episodes are replaced by as many drawn (seeded) from real random-agent episodes
-  (``benchmarks/data/random-agent.json``: uniform random actions on 1-1 in the real emulator,
-  made by ``--make-random-episodes N``). The delay is the env steps from the splice to the verdict;
-  a miss is no verdict within ``TARGET_DELAY``.
+  iteration's episodes are replaced by as many drawn (seeded) from real episodes of a collapsed
+  agent (``benchmarks/data/collapse-levels.json``, played in the real emulator by
+  ``--make-levels N``). ``collapsed`` is a policy whose entropy collapsed onto "right" (it presses
+  right 80 % of the time, else a uniform action): it runs into the first Goomba, x_pos ~300-450,
+  the level the issue's collapsed PPO fell to. ``uniform`` (uniform random actions) is kept for
+  reference: on 1-1 it reaches x_pos ~780, about where PPO plateaus, so falling to it is not a
+  collapse anyone could see in x_pos. The delay is the env steps from the splice to the verdict; a
+  miss is no verdict within ``TARGET_DELAY``.
 
 The rules are fed through the code a sweep runs: ``EpisodeRecorder`` computes the metrics from
 episode records, and ``CollapseDetector`` decides, with the rule's ``Collapse`` settings.
@@ -38,8 +42,8 @@ from callbacks.episode_recorder import EpisodeRecorder
 from callbacks.records import EPISODES_KEY, metric_key
 
 DATA = Path(__file__).resolve().parent / "data"
-RANDOM_EPISODES = DATA / "random-agent.json"
-"""Episodes of a uniform random agent: the level a collapse falls to."""
+LEVELS = DATA / "collapse-levels.json"
+"""Episodes of a collapsed and of a uniform random agent (see the module docstring)."""
 SPLICE_EVERY = 50_000
 """A collapse is spliced in at every multiple of this from the end of the grace period on, each
 in its own copy of the curve, as long as ``TARGET_DELAY`` env steps follow it."""
@@ -99,11 +103,13 @@ def metrics(iterations: list[dict], windows: tuple[int, ...] = (50, 100, 200)) -
     return out
 
 
-def random_agent_episodes(count: int, *, seed: int = 0, action_set: str = "simple") -> list:
-    """``count`` episodes of uniform random actions on SMB1 1-1: [x_pos, ending, length] each."""
+def agent_episodes(count: int, *, seed: int = 0, favour: float = 0.0) -> list:
+    """``count`` episodes on SMB1 1-1 (simple actions) of an agent that presses right with
+    probability ``favour`` and a uniform action otherwise: [x_pos, ending, length] each."""
     from envs import MarioEnv
 
-    env = MarioEnv({"action_set": action_set})
+    env = MarioEnv({"action_set": "simple"})
+    right = env.get_action_meanings().index("right")
     rng = np.random.default_rng(seed)
     episodes = []
     try:
@@ -111,7 +117,8 @@ def random_agent_episodes(count: int, *, seed: int = 0, action_set: str = "simpl
             env.reset(seed=seed + k)
             done, length, info = False, 0, {}
             while not done:
-                _, _, terminated, truncated, info = env.step(int(rng.integers(env.action_space.n)))
+                action = right if rng.random() < favour else int(rng.integers(env.action_space.n))
+                _, _, terminated, truncated, info = env.step(action)
                 done, length = terminated or truncated, length + 1
             how = "flag" if info["flag_get"] else "time-out" if info["time_left"] == 0 else "death"
             episodes.append([info["x_pos_max"], how, length])
@@ -238,24 +245,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("curves", nargs="*", type=Path, help="iteration logs (.jsonl)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
-        "--make-random-episodes",
+        "--make-levels",
         type=int,
         metavar="N",
-        help=f"play N random-agent episodes into {RANDOM_EPISODES.name} and exit",
+        help=f"play N episodes of each collapse level into {LEVELS.name} and exit",
     )
+    parser.add_argument("--level", choices=("collapsed", "uniform"), default="collapsed")
     args = parser.parse_args(argv)
-    if args.make_random_episodes:
-        episodes = random_agent_episodes(args.make_random_episodes)
-        RANDOM_EPISODES.write_text(json.dumps({"action_set": "simple", "episodes": episodes}))
-        xs = [x for x, _, _ in episodes]
-        print(f"{len(xs)} random-agent episodes: mean x_pos {statistics.mean(xs):.0f}")
+    if args.make_levels:
+        levels = {
+            "collapsed": agent_episodes(args.make_levels, favour=0.8),
+            "uniform": agent_episodes(args.make_levels, seed=10_000),
+        }
+        LEVELS.parent.mkdir(parents=True, exist_ok=True)
+        LEVELS.write_text(json.dumps(levels))
+        for name, episodes in levels.items():
+            xs = [x for x, _, _ in episodes]
+            print(f"{name}: {len(xs)} episodes, mean x_pos {statistics.mean(xs):.0f}")
         return 0
     paths = args.curves or sorted(DATA.glob("*.jsonl"))
     if not paths:
         print(f"error: no curves given and none in {DATA}", file=sys.stderr)
         return 2
     curves = {p.stem: load(p) for p in paths}
-    pool = json.loads(RANDOM_EPISODES.read_text())["episodes"]
+    pool = json.loads(LEVELS.read_text())[args.level]
     rules, rungs = evaluate_rules(curves, pool), rung_agreement(curves)
     if args.json:
         print(json.dumps({"curves": list(curves), "rules": rules, "rungs": rungs}))

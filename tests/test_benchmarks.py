@@ -183,7 +183,7 @@ def test_collapse_detection_reports_every_rule_on_the_kept_real_curves():
     assert {r["metric"] for r in out["rungs"]} >= {"x_pos_smoothed", "x_pos_last100"}
 
 
-def test_a_spliced_collapse_falls_to_real_random_agent_episodes():
+def test_a_spliced_collapse_falls_to_real_episodes_of_a_collapsed_agent():
     sys.path.insert(0, str(BENCHMARKS))
     from collapse_detection import RANDOM_LEVEL_STEPS, splice
 
