@@ -65,7 +65,7 @@ class Rule:
 
 RULES = [
     Rule(
-        "today: EMA x_pos, 40 % below peak for 8 iterations (ppo_lr_entropy.py)",
+        "wave 1: EMA x_pos, 40 % below peak for 8 iterations",
         "x_pos_smoothed",
         Collapse(drop_fraction=0.4, window=8, grace_env_steps=100_000),
     ),
@@ -155,6 +155,22 @@ def first_verdict(rows: list[dict], rule: Rule, *, start: int = 0) -> int | None
     return None
 
 
+def deepest_sustained_drop(rows: list[dict], rule: Rule, *, start: int = 0) -> float:
+    """The largest fraction below its running peak that the metric stayed for ``window``
+    consecutive iterations after the grace period: how close a healthy curve came to a verdict
+    (a rule with ``drop_fraction`` at or below this would have fired)."""
+    peak, drops, deepest = None, [], 0.0
+    for row in rows:
+        value = row[rule.metric]
+        if row["env_steps"] <= start or value is None or math.isnan(value):
+            continue
+        peak = value if peak is None else max(peak, value)
+        drops.append(1 - value / peak if peak > 0 else 0.0)
+        if row["env_steps"] - start >= rule.collapse.grace_env_steps:
+            deepest = max(deepest, min(drops[-rule.collapse.window :]))
+    return deepest
+
+
 def evaluate_rules(curves: dict[str, list[dict]], pool: list) -> list[dict]:
     """False positives on the healthy curves and delays on the spliced ones, per rule."""
     healthy = {name: metrics(its) for name, its in curves.items()}
@@ -182,6 +198,9 @@ def evaluate_rules(curves: dict[str, list[dict]], pool: list) -> list[dict]:
             # A verdict before the splice is a false positive, already counted on the healthy run.
             delays.append(None if verdict is None or verdict < at else verdict - at)
         caught = [d for d in delays if d is not None and d <= TARGET_DELAY]
+        margin = max(
+            deepest_sustained_drop(healthy[name], rule, start=start) for name, start in watched
+        )
         results.append(
             {
                 "rule": rule.name,
@@ -191,6 +210,7 @@ def evaluate_rules(curves: dict[str, list[dict]], pool: list) -> list[dict]:
                 "healthy_curves": len(healthy),
                 "healthy_watches": len(watched),
                 "false_positives": len(false),
+                "deepest_healthy_drop": round(margin, 3),
                 "spliced": len(spliced),
                 "detected_within_target": len(caught),
                 "delays": delays,
@@ -277,12 +297,16 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(curves)} real curves: "
         + ", ".join(f"{n} ({its[-1]['env_steps']:,} env steps)" for n, its in curves.items())
     )
-    print(f"{'rule':<78} {'FP':>5} {'caught':>8} {'median':>8} {'max':>8}")
+    print(
+        f"{'rule':<78} {'FP':>5} {'deepest':>7} {'caught':>8} {'median':>8} {'max':>8}"
+        "   (deepest: healthy drop held for the window; delays in env steps)"
+    )
     for r in rules:
         median = "-" if r["median_delay"] is None else f"{r['median_delay']:,}"
         worst = "-" if r["max_delay"] is None else f"{r['max_delay']:,}"
         print(
             f"{r['rule']:<78} {r['false_positives']}/{r['healthy_watches']:<3} "
+            f"{r['deepest_healthy_drop']:>7.0%} "
             f"{r['detected_within_target']}/{r['spliced']:<5} {median:>8} {worst:>8}"
         )
     print(f"\nASHA rung at {RUNG:,} env steps against the ranking over {RANKED[0]:,}-{RANKED[1]:,}")

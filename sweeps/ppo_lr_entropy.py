@@ -3,7 +3,8 @@
 ASHA on env steps: the first rung at 50k steps (a few hundred episodes — enough for a learning
 rate that cannot learn to show it) and reduction factor 3, so a 1M-step trial passes rungs at
 50k, 150k and 450k; collapse detection watches each survivor for the late fall ASHA cannot see
-(smoothed x_pos 40 % below its own peak for 8 iterations, i.e. ~8k env steps).
+(the mean x_pos of the last 100 episodes 40 % below its best for 4 iterations, after 100k env
+steps; ``callbacks.collapse.Collapse`` says how that rule was measured).
 """
 
 import sys
@@ -27,7 +28,7 @@ SWEEP = Sweep(
     max_env_steps=1_000_000,
     num_samples=16,
     asha=Asha(grace_period=50_000, reduction_factor=3),
-    collapse=Collapse(drop_fraction=0.4, window=8, grace_env_steps=100_000),
+    collapse=Collapse(),
     smoke=PPO_SMOKE,
 )
 

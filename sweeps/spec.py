@@ -120,7 +120,10 @@ class Sweep:
     num_samples: int
     asha: Asha | None = None
     """ASHA on env steps (the default scheduler); None for a sweep that only runs PBT."""
-    metric: str = "mario/x_pos_smoothed"
+    metric: str = "mario/x_pos_last100"
+    """Mean furthest x_pos of the trial's last 100 episodes: comparable across reward settings,
+    and its iteration-to-iteration swing is a fifth of the EMA's (BENCHMARKS.md, "Collapse
+    detection"), so ASHA's rungs and the collapse rule decide on differences, not noise."""
     mode: str = "max"
     hparams: dict[str, Any] = field(default_factory=dict)
     env_config: dict[str, Any] = field(default_factory=dict)

@@ -63,7 +63,9 @@ def test_bad_collapse_settings_fail_with_their_message(kwargs, message):
 
 def test_stopper_marks_budget_and_collapse_reasons():
     stopper = SweepStopper(
-        metric="mario/x", max_env_steps=1_000, collapse=Collapse(drop_fraction=0.5, window=2)
+        metric="mario/x",
+        max_env_steps=1_000,
+        collapse=Collapse(drop_fraction=0.5, window=2, grace_env_steps=0),
     )
     budget = {"num_env_steps_sampled_lifetime": 1_000, "mario/x": 5.0}
     assert stopper("a", budget) and stop_reason(budget) == "completed"
@@ -102,7 +104,7 @@ def test_real_tune_run_stops_the_collapsing_trial_and_the_store_says_collapse(
     stopper = SweepStopper(
         metric="mario/x_pos_smoothed",
         max_env_steps=10_000,
-        collapse=Collapse(drop_fraction=0.5, window=3),
+        collapse=Collapse(drop_fraction=0.5, window=3, grace_env_steps=0),
     )
     sweep = {
         "name": "collapse",
