@@ -294,6 +294,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"curves": list(curves), "rules": rules, "rungs": rungs}))
         return 0
     print(
+        f"collapse level {args.level!r}: {len(pool)} real episodes, mean x_pos "
+        f"{statistics.mean(x for x, _, _ in pool):.0f}"
+    )
+    print(
         f"{len(curves)} real curves: "
         + ", ".join(f"{n} ({its[-1]['env_steps']:,} env steps)" for n, its in curves.items())
     )
