@@ -77,7 +77,7 @@ def test_perturbations_reach_the_learner_and_every_exploit_is_stored_once(
         tmp_path=tmp_path,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "no Optuna study" in done.stdout and "no ASHA" in done.stdout
+    assert "No Optuna study" in done.stdout and "no ASHA rungs" in done.stdout
     events = lineage(fresh_db_url)
     assert len(events) >= 2
     assert len(events) == exploit_lines(done.stdout + done.stderr)
