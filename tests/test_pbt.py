@@ -81,7 +81,7 @@ def test_perturbations_reach_the_learner_and_every_exploit_is_stored_once(
     events = lineage(fresh_db_url)
     assert len(events) >= 2
     assert len(events) == exploit_lines(done.stdout + done.stderr)
-    checked = 0
+    checked = distinguishing = 0
     for trial_id, iteration, donor, old, donor_params, new in events:
         assert donor != trial_id and old != new
         after = learner_values(fresh_db_url, trial_id, iteration + 1)
@@ -93,9 +93,11 @@ def test_perturbations_reach_the_learner_and_every_exploit_is_stored_once(
         assert configured == pytest.approx(new["lr"], rel=1e-6)
         assert used and all(lr == pytest.approx(new["lr"], rel=1e-6) for lr in used)
         assert entropy == pytest.approx(new["entropy_coeff"], rel=1e-6)
-        assert new["lr"] != pytest.approx(donor_params["lr"], rel=1e-6)
         checked += 1
+        distinguishing += any(new[k] != pytest.approx(donor_params[k], rel=1e-6) for k in new)
     assert checked >= 2
+    # PB2 may keep a donor's value; the check above means something only where they differ.
+    assert distinguishing >= 1
     # Each member keeps its own timeline: iterations 1..n, none overwritten by a donor's count.
     for timeline in member_timelines(fresh_db_url).values():
         assert [i for i, _ in timeline] == list(range(1, len(timeline) + 1))
