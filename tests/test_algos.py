@@ -12,16 +12,14 @@ from algos.evaluate import evaluate, main
 from envs import EnvConfigError, register_mario_env
 
 TINY_ENV = {"max_episode_steps": 60}
+TINY_PPO = {
+    "train_batch_size_per_learner": 128,
+    "minibatch_size": 64,
+    "num_epochs": 1,
+    "num_envs_per_env_runner": 2,
+}
 TINY = {
-    "PPO": lambda: ppo_config(
-        env_config=TINY_ENV,
-        hparams={
-            "train_batch_size_per_learner": 128,
-            "minibatch_size": 64,
-            "num_epochs": 1,
-            "num_envs_per_env_runner": 2,
-        },
-    ),
+    "PPO": lambda: ppo_config(env_config=TINY_ENV, hparams=TINY_PPO),
     "DQN": lambda: dqn_config(
         env_config=TINY_ENV,
         hparams={
@@ -388,17 +386,7 @@ def _learner_values(result: dict) -> tuple:
 )
 def test_schedules_and_decay_shapes_reach_the_optimizer_and_the_loss(shape, ray_session):
     register_mario_env()
-    config = ppo_config(
-        env_config=TINY_ENV,
-        hparams={
-            "train_batch_size_per_learner": 128,
-            "minibatch_size": 64,
-            "num_epochs": 1,
-            "num_envs_per_env_runner": 2,
-            **shape,
-        },
-        schedule_env_steps=256,
-    )
+    config = ppo_config(env_config=TINY_ENV, hparams={**TINY_PPO, **shape}, schedule_env_steps=256)
     algo = config.build_algo()
     try:
         seen = [_learner_values(algo.train()) for _ in range(3)]
