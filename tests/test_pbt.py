@@ -152,7 +152,7 @@ def test_an_interrupted_pbt_sweep_resumes_its_population_with_lineage_exactly_on
     assert driver.returncode == 130, first[-3000:]
     assert sweep_rows(fresh_db_url)[0][2] == "interrupted"
     before = {t: len(timeline) for t, timeline in member_timelines(fresh_db_url).items()}
-    assert len(before) == 4
+    assert len(before) >= 2  # members that Tune had not started yet have no rows
 
     done = run_sweep("sweeps/ppo_pbt.py", *args, "--resume", tmp_path=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -161,14 +161,15 @@ def test_an_interrupted_pbt_sweep_resumes_its_population_with_lineage_exactly_on
     assert len(events) == exploit_lines(first) + exploit_lines(done.stdout + done.stderr)
     assert len({(t, i) for t, i, *_ in events}) == len(events)
     after = member_timelines(fresh_db_url)
-    assert set(after) == set(before)  # the same population, no new members
+    assert set(after) >= set(before) and len(after) == 4  # the same population of 4, no more
     for trial_id, timeline in after.items():
         assert [i for i, _ in timeline] == list(range(1, len(timeline) + 1))
-        assert len(timeline) > before[trial_id] or timeline[-1][1] >= 3072
-        if len(timeline) > before[trial_id]:
+        done_before = before.get(trial_id, 0)
+        assert len(timeline) > done_before or timeline[-1][1] >= 3072
+        if 0 < done_before < len(timeline):
             # The first iteration after the resume continued a checkpoint: a member started
             # from scratch would report one batch (256 env steps) again.
-            assert timeline[before[trial_id]][1] > 256, trial_id
+            assert timeline[done_before][1] > 256, trial_id
 
 
 PBT_BAD = [
