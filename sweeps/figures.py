@@ -661,8 +661,9 @@ def pbt_lineage(data: SweepData, colours: Mapping[str, tuple]) -> Figure:
 def _path(trial: Mapping, events: Sequence[Mapping], curve: Mapping | None, name: str):
     """(env steps, value) steps of one member's ``name``: its start, then each exploit's value,
     held to its last iteration."""
-    value = (trial.get("params") or {}).get(name)
-    xs, ys = [0.0], [value]
+    # trials.params holds the member's latest values; its first exploit recorded the start.
+    start = events[0]["old_params"] if events else trial.get("params")
+    xs, ys = [0.0], [(start or {}).get(name)]
     for event in events:
         xs.append(event["env_steps"] or 0)
         ys.append((event["new_params"] or {}).get(name))

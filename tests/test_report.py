@@ -710,8 +710,9 @@ def test_a_pbt_sweep_draws_its_lineage_and_each_members_hyperparameter_path(
     paths = figs["hyperparameter-paths"]
     assert trials_in(paths, "path") == {"m0", "m1", "m2"}
     [m0_lr] = [a for a in paths.findobj() if a.get_gid() == "path:m0:lr"]
-    # m0 starts at its own lr, then takes each exploit's new value, held to its last iteration.
-    assert list(m0_lr.get_ydata())[1:] == [2e-4 * 5, 2e-4 * 15, 2e-4 * 15]
+    # m0 starts at the lr its first exploit replaced, then takes each exploit's new value, held
+    # to its last iteration.
+    assert list(m0_lr.get_ydata()) == [1e-4, 2e-4 * 5, 2e-4 * 15, 2e-4 * 15]
     assert list(m0_lr.get_xdata())[1:] == [500, 1500, 2000]
     html = report.write_report(url, "pop", tmp_path / "out").read_text()
     assert 'id="fig-lineage"' in html and 'id="fig-hyperparameter-paths"' in html
