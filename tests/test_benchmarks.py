@@ -185,17 +185,16 @@ def test_collapse_detection_reports_every_rule_on_the_kept_real_curves():
 
 def test_a_spliced_collapse_falls_to_real_episodes_of_a_collapsed_agent():
     sys.path.insert(0, str(BENCHMARKS))
-    from collapse_detection import RANDOM_LEVEL_STEPS, splice
+    from collapse_detection import agent_episodes, splice
 
+    pool = agent_episodes(3, seed=5, favour=0.8)
+    assert all(0 < x < 3161 and how in ("death", "time-out") for x, how, _ in pool)
     curve = [
         {"iteration": i, "env_steps": 1000 * i, "episodes": [[100 * i, "death", 50]] * 3}
         for i in range(1, 60)
     ]
-    spliced = splice(curve, 30_000, seed=0)
-    early = {
-        x for it in curve if it["env_steps"] <= RANDOM_LEVEL_STEPS for x, _, _ in it["episodes"]
-    }
+    spliced = splice(curve, 30_000, pool=pool, seed=0)
     assert spliced[:30] == curve[:30]
     for before, after in zip(curve[30:], spliced[30:], strict=True):
         assert len(after["episodes"]) == len(before["episodes"])
-        assert {x for x, _, _ in after["episodes"]} <= early
+        assert all(e in pool for e in after["episodes"])
