@@ -83,7 +83,9 @@ def test_perturbations_reach_the_learner_and_every_exploit_is_stored_once(
     assert len(events) == exploit_lines(done.stdout + done.stderr)
     checked = distinguishing = 0
     for trial_id, iteration, donor, old, donor_params, new in events:
-        assert donor != trial_id and old != new
+        # (old may equal new: a member can copy the same donor twice and explore to the same
+        # values, and PB2 clips to its bounds.)
+        assert donor != trial_id
         after = learner_values(fresh_db_url, trial_id, iteration + 1)
         if after is None:
             continue  # exploited at the end of its budget: nothing trained after it
