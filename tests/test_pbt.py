@@ -82,7 +82,7 @@ def test_perturbations_reach_the_learner_and_every_exploit_is_stored_once(
     assert len(events) >= 2
     assert len(events) == exploit_lines(done.stdout + done.stderr)
     checked = distinguishing = 0
-    for trial_id, iteration, donor, old, donor_params, new in events:
+    for trial_id, iteration, donor, _old, donor_params, new in events:
         # (old may equal new: a member can copy the same donor twice and explore to the same
         # values, and PB2 clips to its bounds.)
         assert donor != trial_id
