@@ -1,11 +1,13 @@
 """How fast a trainer learns SMB1 1-1: a learning curve, the first flag, and an evaluation.
 
     python benchmarks/learning.py [--algo PPO|DQN] [--variant NAME ...] [--env-steps 500000]
-                                  [--seeds 1] [--eval-episodes 20] [--out DIR] [--json]
+                                  [--seeds 1] [--first-seed 0] [--eval-episodes 20] [--out DIR]
+                                  [--json]
 
 Each (variant, seed) is one trial built exactly as a sweep trial is (``algos`` builders, the
 ``mario`` env, ``EpisodeRecorder``), trained by the Algorithm directly in a Ray task, all of them
-at once (two trials share this 2-core machine side by side, so noise hits both alike). Printed per
+at once (two trials share this 2-core machine side by side, so noise hits both alike; variants of
+PPO and DQN may run side by side). Printed per
 trial: every 25k env steps the mean and max episode x_pos, flags, episodes and where episodes ended
 (death / time-out / flag), then env steps and wall-clock time to the first flag, and a 20-episode
 evaluation of the final policy (``algos.evaluate.Protocol``: greedy, sticky actions, no-op starts).
@@ -253,15 +255,26 @@ def _positive(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python benchmarks/learning.py", description=__doc__)
-    parser.add_argument("--algo", choices=BUILDERS, default="PPO")
+    parser.add_argument(
+        "--algo", choices=BUILDERS, help="run this algo's defaults (default: PPO's)"
+    )
     parser.add_argument(
         "--variant",
         action="append",
         choices=VARIANTS,
-        help="trainer configurations to run side by side (default: the algo's defaults)",
+        help="trainer configurations to run side by side, PPO and DQN alike "
+        "(default: the algo's defaults)",
     )
     parser.add_argument("--env-steps", type=_positive, default=500_000)
-    parser.add_argument("--seeds", type=_positive, default=1, help="seeds 0..K-1 per variant")
+    parser.add_argument("--seeds", type=_positive, default=1, help="seeds per variant")
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        choices=range(0, 2**31),
+        metavar="S",
+        help="seeds run S..S+K-1 (default 0)",
+    )
     parser.add_argument(
         "--eval-episodes",
         type=int,
@@ -273,8 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="keep each trial's iterations here as JSON lines")
     parser.add_argument("--json", action="store_true", help="print JSON, not tables")
     args = parser.parse_args(argv)
-    names = args.variant or ["defaults" if args.algo == "PPO" else "dqn-defaults"]
-    wrong = [n for n in names if VARIANTS[n].algo != args.algo]
+    names = args.variant or ["dqn-defaults" if args.algo == "DQN" else "defaults"]
+    wrong = [n for n in names if args.algo and VARIANTS[n].algo != args.algo]
     if wrong:
         parser.error(
             f"--variant {wrong[0]} is a {VARIANTS[wrong[0]].algo} variant; --algo is {args.algo}"
@@ -292,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
                     out=args.out,
                 )
                 for name in names
-                for seed in range(args.seeds)
+                for seed in range(args.first_seed, args.first_seed + args.seeds)
             ]
         )
     finally:

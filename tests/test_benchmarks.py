@@ -129,34 +129,28 @@ def test_frames_without_info_step_the_game_exactly_like_nes_step(game):
 
 @pytest.mark.slow
 def test_learning_benchmark_prints_a_curve_first_flag_and_an_evaluation(tmp_path):
+    # PPO and DQN side by side, from a seed other than 0: the DQN-beside-PPO run BENCHMARKS.md has.
     out = json.loads(
         _run(
             "learning.py",
-            "--variant",
-            "wave1",
-            "--env-steps",
-            "1500",
-            "--eval-episodes",
-            "2",
-            "--out",
-            str(tmp_path),
-            "--json",
+            *("--variant", "wave1", "--variant", "dqn-defaults", "--first-seed", "3"),
+            *("--env-steps", "1500", "--eval-episodes", "2", "--out", str(tmp_path), "--json"),
             timeout=600,
         )
     )
-    [trial] = out["trials"]
-    assert trial["variant"] == "wave1" and trial["env_steps"] >= 1500
-    assert trial["episodes"] >= 1 and trial["env_steps_per_s"] > 0
-    assert trial["eval_x_pos_mean"] > 0 and "sticky" in trial["eval_protocol"]
-    [raw] = out["raw"]
-    assert len(raw["evaluation"]) == 2
-    # The kept log is the curve, iteration by iteration, with every episode's end.
-    [log] = tmp_path.glob("wave1-PPO-seed0.jsonl")
-    lines = [json.loads(line) for line in log.read_text().splitlines()]
-    assert [line["iteration"] for line in lines] == list(range(1, len(lines) + 1))
-    episodes = [e for line in lines for e in line["episodes"]]
-    assert len(episodes) == trial["episodes"]
-    assert all(how in ("death", "flag", "time-out") for _, how, _ in episodes)
+    assert [(t["variant"], t["seed"]) for t in out["trials"]] == [("wave1", 3), ("dqn-defaults", 3)]
+    for trial, raw in zip(out["trials"], out["raw"], strict=True):
+        assert trial["env_steps"] >= 1500
+        assert trial["episodes"] >= 1 and trial["env_steps_per_s"] > 0
+        assert trial["eval_x_pos_mean"] > 0 and "sticky" in trial["eval_protocol"]
+        assert len(raw["evaluation"]) == 2
+        # The kept log is the curve, iteration by iteration, with every episode's end.
+        [log] = tmp_path.glob(f"{trial['variant']}-{raw['algo']}-seed3.jsonl")
+        lines = [json.loads(line) for line in log.read_text().splitlines()]
+        assert [line["iteration"] for line in lines] == list(range(1, len(lines) + 1))
+        episodes = [e for line in lines for e in line["episodes"]]
+        assert len(episodes) == trial["episodes"]
+        assert all(how in ("death", "flag", "time-out") for _, how, _ in episodes)
 
 
 def test_learning_benchmark_rejects_a_variant_of_the_other_algo():
