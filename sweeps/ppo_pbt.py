@@ -27,7 +27,6 @@ SWEEP = Sweep(
         "entropy_coeff": tune.loguniform(1e-4, 1e-1),
     },
     max_env_steps=1_000_000,
-    num_samples=8,
     pbt=Pbt(population=8, perturbation_interval=50_000, quantile_fraction=0.25),
     smoke=PPO_SMOKE,
 )

@@ -127,7 +127,13 @@ def _parser(sweep: Sweep) -> argparse.ArgumentParser:
         epilog=f"Database passwords: {PASSWORD_ADVICE} (a command line is visible to every "
         "local user and in the Ray dashboard's job list).",
     )
-    p.add_argument("--num-samples", type=int, help=f"trials to run (default {sweep.num_samples})")
+    p.add_argument(
+        "--num-samples",
+        type=int,
+        help=f"trials ASHA runs (default {sweep.num_samples})"
+        if sweep.num_samples is not None
+        else "trials ASHA runs (PBT/PB2 run --population members)",
+    )
     p.add_argument(
         "--max-env-steps",
         type=int,

@@ -117,7 +117,9 @@ class Sweep:
     algo: str
     search_space: dict[str, Any]
     max_env_steps: int
-    num_samples: int
+    num_samples: int | None = None
+    """Trials an ASHA search runs; a sweep without ``asha`` leaves it out: under PBT/PB2 the
+    population is the trials (``pbt.population``)."""
     asha: Asha | None = None
     """ASHA on env steps (the default scheduler); None for a sweep that only runs PBT."""
     metric: str = "mario/x_pos_last100"
@@ -142,3 +144,7 @@ class Sweep:
     confirm_seeds: int = 5
     """Seeds per confirmed config: the N of each config's IQM and confidence interval."""
     smoke: Smoke = Smoke()
+
+    def __post_init__(self) -> None:
+        if self.asha is not None and self.num_samples is None:
+            raise ValueError(f"sweep {self.name!r} has ASHA and needs num_samples")

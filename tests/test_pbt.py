@@ -247,3 +247,14 @@ def test_pb2_needs_numeric_ranges(fresh_db_url, tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err.strip()
     assert "--scheduler pb2 needs numeric ranges" in err and "\n" not in err
     assert_nothing_written(fresh_db_url, tmp_path)
+
+
+def test_a_population_is_the_trials_and_an_asha_sweep_must_count_its_own():
+    from sweeps.runner import parse_options
+    from sweeps.spec import Asha, Sweep
+
+    assert PBT_SWEEP.num_samples is None
+    assert parse_options(PBT_SWEEP, []).num_samples == PBT_SWEEP.pbt.population
+    assert parse_options(PBT_SWEEP, ["--population", "5"]).num_samples == 5
+    with pytest.raises(ValueError, match="'asha-only' has ASHA and needs num_samples"):
+        Sweep(name="asha-only", algo="PPO", search_space={}, max_env_steps=1000, asha=Asha(500))
