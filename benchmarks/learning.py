@@ -1,8 +1,8 @@
 """How fast a trainer learns SMB1 1-1: a learning curve, the first flag, and an evaluation.
 
     python benchmarks/learning.py [--algo PPO|DQN] [--variant NAME ...] [--env-steps 500000]
-                                  [--seeds 1] [--first-seed 0] [--eval-episodes 20] [--out DIR]
-                                  [--json]
+                                  [--seeds 1] [--first-seed 0] [--minutes M]
+                                  [--eval-episodes 20] [--out DIR] [--json]
 
 Each (variant, seed) is one trial built exactly as a sweep trial is (``algos`` builders, the
 ``mario`` env, ``EpisodeRecorder``), trained by the Algorithm directly in a Ray task, all of them
@@ -11,6 +11,8 @@ PPO and DQN may run side by side). Printed per
 trial: every 25k env steps the mean and max episode x_pos, flags, episodes and where episodes ended
 (death / time-out / flag), then env steps and wall-clock time to the first flag, and a 20-episode
 evaluation of the final policy (``algos.evaluate.Protocol``: greedy, sticky actions, no-op starts).
+``--minutes M`` ends training after M minutes even short of the budget (a long run that must fit
+a working day still ends with its evaluation); the figures then say how far it got.
 
 ``--out DIR`` keeps each trial's iterations as JSON lines (``<variant>-<algo>-seed<k>.jsonl``: env
 steps, wall time, the scheduler metric and every episode's end): the real curves that
@@ -104,9 +106,17 @@ def ending(episode: dict, max_episode_steps: int | None) -> str:
 
 @ray.remote(num_cpus=0.5)
 def train_trial(
-    name: str, variant: Variant, *, seed: int, env_steps: int, eval_episodes: int, out: str | None
+    name: str,
+    variant: Variant,
+    *,
+    seed: int,
+    env_steps: int,
+    seconds: float | None,
+    eval_episodes: int,
+    out: str | None,
 ) -> dict:
-    """Train one trial to ``env_steps``, evaluate it, and return its curve (and keep it in out)."""
+    """Train one trial to ``env_steps`` (or for ``seconds``), evaluate it, and return its curve
+    (and keep it in out)."""
     register_mario_env()
     config = BUILDERS[variant.algo](
         env_config=variant.env_config,
@@ -121,7 +131,7 @@ def train_trial(
         log = open(Path(out) / f"{name}-{variant.algo}-seed{seed}.jsonl", "w")
     iterations, start, steps = [], time.monotonic(), 0
     try:
-        while steps < env_steps:
+        while steps < env_steps and (seconds is None or time.monotonic() - start < seconds):
             result = algo.train()
             steps = int(result[NUM_ENV_STEPS_SAMPLED_LIFETIME])
             row = {
@@ -276,6 +286,11 @@ def main(argv: list[str] | None = None) -> int:
         help="seeds run S..S+K-1 (default 0)",
     )
     parser.add_argument(
+        "--minutes",
+        type=_positive,
+        help="end training after this many minutes even short of --env-steps, then evaluate",
+    )
+    parser.add_argument(
         "--eval-episodes",
         type=int,
         default=20,
@@ -301,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
                     VARIANTS[name],
                     seed=seed,
                     env_steps=args.env_steps,
+                    seconds=args.minutes * 60 if args.minutes else None,
                     eval_episodes=args.eval_episodes,
                     out=args.out,
                 )
