@@ -129,18 +129,23 @@ def test_frames_without_info_step_the_game_exactly_like_nes_step(game):
 
 @pytest.mark.slow
 def test_learning_benchmark_prints_a_curve_first_flag_and_an_evaluation(tmp_path):
-    # PPO and DQN side by side, from a seed other than 0: the DQN-beside-PPO run BENCHMARKS.md has.
+    # PPO and DQN side by side, from a seed other than 0, for one minute of a budget they cannot
+    # reach: --minutes ends training after the iteration that crosses the minute, then evaluates.
     out = json.loads(
         _run(
             "learning.py",
             *("--variant", "wave1", "--variant", "dqn-defaults", "--first-seed", "3"),
-            *("--env-steps", "1500", "--eval-episodes", "2", "--out", str(tmp_path), "--json"),
+            *("--env-steps", "100000000", "--minutes", "1", "--eval-episodes", "2"),
+            *("--out", str(tmp_path), "--json"),
             timeout=600,
         )
     )
     assert [(t["variant"], t["seed"]) for t in out["trials"]] == [("wave1", 3), ("dqn-defaults", 3)]
     for trial, raw in zip(out["trials"], out["raw"], strict=True):
-        assert trial["env_steps"] >= 1500
+        assert 1000 <= trial["env_steps"] < 100_000_000
+        assert 60 <= trial["train_s"] < 60 + 120
+        *before, last = raw["iterations"]
+        assert all(it["time_s"] < 60 for it in before) and last["time_s"] >= 60
         assert trial["episodes"] >= 1 and trial["env_steps_per_s"] > 0
         assert trial["eval_x_pos_mean"] > 0 and "sticky" in trial["eval_protocol"]
         assert len(raw["evaluation"]) == 2
