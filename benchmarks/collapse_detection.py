@@ -20,10 +20,11 @@ that ended in it, so every rule below sees exactly the episode stream a sweep's 
 The rules are fed through the code a sweep runs: ``EpisodeRecorder`` computes the metrics from
 episode records, and ``CollapseDetector`` decides, with the rule's ``Collapse`` settings.
 
-The ASHA half: how noisy is each metric against the differences ASHA decides on? For every pair of
-curves, the rung decision at 50k env steps (which of the two is ahead) is compared with the ranking
-by mean episode x_pos over 125k-150k env steps, and each metric's iteration-to-iteration swing is
-set against the gap between the trials at the rung.
+The ASHA half: how noisy is each metric against the differences ASHA decides on? At the rungs of
+the sweep files' ASHA (grace 50k env steps, reduction factor 3: 50k, 150k, 450k), for every pair of
+curves long enough, the rung decision (which of the two is ahead on the metric) is compared with
+their ranking by mean episode x_pos just before the next rung (125k-150k, 425k-450k), and each
+metric's iteration-to-iteration swing is set against the gap between the trials at the rung.
 """
 
 import argparse
@@ -51,7 +52,8 @@ WATCH_FROM_EVERY = 100_000
 """A healthy curve is also watched from each multiple of this on (the detector started afresh
 there, as for a trial restored at that step): more chances for a false positive on real data."""
 TARGET_DELAY = 50_000
-RUNG, RANKED = 50_000, (125_000, 150_000)
+RUNGS = ((50_000, (125_000, 150_000)), (150_000, (425_000, 450_000)))
+"""(rung, the env-step window before the next rung whose mean x_pos ranks the pair later)."""
 
 
 @dataclass(frozen=True)
@@ -232,31 +234,34 @@ def _mean_x_pos(iterations: list[dict], low: int, high: int) -> float:
 
 
 def rung_agreement(curves: dict[str, list[dict]]) -> list[dict]:
-    """Per metric: how often the 50k-rung order of two trials is their order at 125k-150k, and
-    the metric's iteration-to-iteration swing against the trials' gap at the rung."""
-    names = [n for n, its in curves.items() if its[-1]["env_steps"] >= RANKED[1]]
-    rows = {n: metrics(curves[n]) for n in names}
+    """Per rung and metric: how often the rung's order of two trials is their order before the
+    next rung, and the metric's iteration-to-iteration swing against the trials' gap at the rung."""
     out = []
-    for metric in ("x_pos_smoothed", "x_pos_last50", "x_pos_last100", "x_pos_last200"):
-        agree, gaps, swings = 0, [], []
+    for rung, ranked in RUNGS:
+        names = [n for n, its in curves.items() if its[-1]["env_steps"] >= ranked[1]]
+        rows = {n: metrics(curves[n]) for n in names}
         pairs = list(itertools.combinations(names, 2))
-        for a, b in pairs:
-            va, vb = _value_at(rows[a], metric, RUNG), _value_at(rows[b], metric, RUNG)
-            later = _mean_x_pos(curves[a], *RANKED) - _mean_x_pos(curves[b], *RANKED)
-            agree += (va - vb) * later > 0
-            gaps.append(abs(va - vb))
-        for n in names:
-            values = [r[metric] for r in rows[n] if RUNG / 2 <= r["env_steps"] <= RANKED[1]]
-            swings.append(statistics.pstdev(np.diff(values)) if len(values) > 2 else math.nan)
-        out.append(
-            {
-                "metric": metric,
-                "pairs": len(pairs),
-                "rung_agrees_with_later_ranking": agree,
-                "median_gap_at_rung": statistics.median(gaps) if gaps else None,
-                "median_iteration_swing_sd": statistics.median(swings) if swings else None,
-            }
-        )
+        for metric in ("x_pos_smoothed", "x_pos_last50", "x_pos_last100", "x_pos_last200"):
+            agree, gaps, swings = 0, [], []
+            for a, b in pairs:
+                va, vb = _value_at(rows[a], metric, rung), _value_at(rows[b], metric, rung)
+                later = _mean_x_pos(curves[a], *ranked) - _mean_x_pos(curves[b], *ranked)
+                agree += (va - vb) * later > 0
+                gaps.append(abs(va - vb))
+            for n in names:
+                values = [r[metric] for r in rows[n] if rung / 2 <= r["env_steps"] <= ranked[1]]
+                swings.append(statistics.pstdev(np.diff(values)) if len(values) > 2 else math.nan)
+            out.append(
+                {
+                    "rung": rung,
+                    "ranked_over": list(ranked),
+                    "metric": metric,
+                    "pairs": len(pairs),
+                    "rung_agrees_with_later_ranking": agree,
+                    "median_gap_at_rung": statistics.median(gaps) if gaps else None,
+                    "median_iteration_swing_sd": statistics.median(swings) if swings else None,
+                }
+            )
     return out
 
 
@@ -313,12 +318,15 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['deepest_healthy_drop']:>7.0%} "
             f"{r['detected_within_target']}/{r['spliced']:<5} {median:>8} {worst:>8}"
         )
-    print(f"\nASHA rung at {RUNG:,} env steps against the ranking over {RANKED[0]:,}-{RANKED[1]:,}")
+    print("\nASHA rungs against the ranking by mean x_pos before the next rung")
     for r in rungs:
+        low, high = r["ranked_over"]
+        gap, swing = r["median_gap_at_rung"], r["median_iteration_swing_sd"]
         print(
-            f"{r['metric']:<16} agrees {r['rung_agrees_with_later_ranking']}/{r['pairs']} pairs; "
-            f"median gap at the rung {r['median_gap_at_rung']}, median iteration swing (sd) "
-            f"{r['median_iteration_swing_sd']}"
+            f"rung {r['rung']:>7,} (ranked over {low:,}-{high:,}) {r['metric']:<16} agrees "
+            f"{r['rung_agrees_with_later_ranking']}/{r['pairs']} pairs; median gap at the rung "
+            f"{'-' if gap is None else f'{gap:.0f}'}, median iteration swing (sd) "
+            f"{'-' if swing is None or math.isnan(swing) else f'{swing:.0f}'}"
         )
     return 0
 

@@ -180,6 +180,10 @@ def test_collapse_detection_reports_every_rule_on_the_kept_real_curves():
         assert len(rule["delays"]) == rule["spliced"]
         assert 0 <= rule["false_positives"] <= rule["healthy_watches"]
     assert {r["metric"] for r in out["rungs"]} >= {"x_pos_smoothed", "x_pos_last100"}
+    # Every rung of the sweep files' ASHA that the kept curves reach is judged, on every pair.
+    assert {r["rung"] for r in out["rungs"]} == {50_000, 150_000}
+    for r in out["rungs"]:
+        assert r["pairs"] >= 1 and 0 <= r["rung_agrees_with_later_ranking"] <= r["pairs"]
 
 
 def test_a_spliced_collapse_falls_to_real_episodes_of_a_collapsed_agent():
