@@ -33,6 +33,7 @@ import json
 import math
 import statistics
 import sys
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,10 @@ WATCH_FROM_EVERY = 100_000
 """A healthy curve is also watched from each multiple of this on (the detector started afresh
 there, as for a trial restored at that step): more chances for a false positive on real data."""
 TARGET_DELAY = 50_000
+VISIBLE_FALL = 1.5
+"""A collapse is spliced in only where the trial stood at least this many times the collapse
+level's mean x_pos (its last-100 mean just before): a trial already near that level (a DQN that
+has not learned yet) cannot fall to it, and no rule could see it."""
 RUNGS = ((50_000, (125_000, 150_000)), (150_000, (425_000, 450_000)))
 """(rung, the env-step window before the next rung whose mean x_pos ranks the pair later)."""
 
@@ -181,11 +186,16 @@ def evaluate_rules(curves: dict[str, list[dict]], pool: list) -> list[dict]:
         for name, its in curves.items()
         for start in range(0, its[-1]["env_steps"] - 2 * TARGET_DELAY, WATCH_FROM_EVERY)
     ]
-    spliced = []
-    for k, (name, its) in enumerate(curves.items()):
+    level = statistics.mean(x for x, _, _ in pool)
+    spliced, invisible = [], 0
+    for name, its in curves.items():
         end = its[-1]["env_steps"]
         for at in range(2 * SPLICE_EVERY, end - TARGET_DELAY + 1, SPLICE_EVERY):
-            drawn = splice(its, at, pool=pool, seed=k * 1000 + at // 1000)
+            if (_value_at(healthy[name], "x_pos_last100", at) or 0) < VISIBLE_FALL * level:
+                invisible += 1
+                continue
+            # Seeded by the curve's name, so adding a curve leaves the others' draws alone.
+            drawn = splice(its, at, pool=pool, seed=zlib.crc32(name.encode()) + at // 1000)
             spliced.append((name, at, metrics(drawn)))
     results = []
     for rule in RULES:
@@ -214,6 +224,7 @@ def evaluate_rules(curves: dict[str, list[dict]], pool: list) -> list[dict]:
                 "false_positives": len(false),
                 "deepest_healthy_drop": round(margin, 3),
                 "spliced": len(spliced),
+                "not_spliced_already_near_the_level": invisible,
                 "detected_within_target": len(caught),
                 "delays": delays,
                 "median_delay": statistics.median(caught) if caught else None,
@@ -305,6 +316,12 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{len(curves)} real curves: "
         + ", ".join(f"{n} ({its[-1]['env_steps']:,} env steps)" for n, its in curves.items())
+    )
+    skipped = rules[0]["not_spliced_already_near_the_level"]
+    print(
+        f"{rules[0]['spliced']} spliced collapses ({skipped} splice points skipped: the trial "
+        "stood "
+        f"below {VISIBLE_FALL}x the collapse level there)"
     )
     print(
         f"{'rule':<78} {'FP':>5} {'deepest':>7} {'caught':>8} {'median':>8} {'max':>8}"

@@ -201,3 +201,19 @@ def test_a_spliced_collapse_falls_to_real_episodes_of_a_collapsed_agent():
     for before, after in zip(curve[30:], spliced[30:], strict=True):
         assert len(after["episodes"]) == len(before["episodes"])
         assert all(e in pool for e in after["episodes"])
+
+
+def test_no_collapse_is_spliced_where_the_trial_already_stood_at_the_collapse_level():
+    sys.path.insert(0, str(BENCHMARKS))
+    from collapse_detection import LEVELS, evaluate_rules
+
+    pool = json.loads(LEVELS.read_text())["collapsed"]
+    # A trial that never left the collapsed agent's level: 250 iterations of 1,024 env steps.
+    flat = [
+        {"iteration": i + 1, "env_steps": 1024 * (i + 1), "episodes": pool[i % 92 : i % 92 + 8]}
+        for i in range(250)
+    ]
+    above = [{**it, "episodes": [[x * 2, how, n] for x, how, n in it["episodes"]]} for it in flat]
+    rules = evaluate_rules({"flat": flat, "above": above}, pool)
+    # 100k, 150k and 200k are splice points of both; only the curve at twice the level gets them.
+    assert {(r["spliced"], r["not_spliced_already_near_the_level"]) for r in rules} == {(3, 3)}
