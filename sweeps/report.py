@@ -77,9 +77,11 @@ ORDER BY v.policy, v.episode
 
 
 def leaderboard_rows(db_url: str, name: str) -> tuple[dict, list[dict]]:
-    """The sweep row (metric, mode, status) and its search trials, best first."""
+    """The sweep row (metric, mode, status, scheduler) and its search trials, best first."""
     sweeps = fetch_dicts(
-        db_url, "SELECT metric, mode, status FROM mario_sweeps.sweeps WHERE name = %s", (name,)
+        db_url,
+        "SELECT metric, mode, status, scheduler FROM mario_sweeps.sweeps WHERE name = %s",
+        (name,),
     )
     if not sweeps:
         return {}, []
@@ -102,8 +104,14 @@ def leaderboard(db_url: str, name: str) -> str:
         f"{'trial':<10} {'params':<44} {metric:>22} {'best return':>11} {'best x_pos':>10} "
         f"{'flags':>5} {'stop reason':>11} {'env steps':>10} {'eval x_pos':>10} {'eval flags':>10}"
     )
+    title = f"leaderboard ({len(rows)} search trials, best first by {metric})"
+    if is_population(sweep):
+        title = (
+            f"leaderboard ({len(rows)} members, best first by {metric}; params: each member's "
+            "values now, after its exploits; the report draws their paths)"
+        )
     lines = [confirmed] if confirmed else []
-    lines += ["", f"leaderboard ({len(rows)} search trials, best first by {metric})", header]
+    lines += ["", title, header]
     for r in rows:
         params = json.dumps(
             {
@@ -306,8 +314,9 @@ def _error_line(error: str | None) -> str:
 def _leaderboard_table(db_url: str, name: str) -> str:
     sweep, rows = leaderboard_rows(db_url, name)
     metric = sweep.get("metric", "metric")
+    params = "params now (after exploits)" if is_population(sweep) else "params"
     head = (
-        "<tr><th>#</th><th>trial</th><th>params</th>"
+        f"<tr><th>#</th><th>trial</th><th>{params}</th>"
         f"<th>{_e(metric)}</th><th>best return</th><th>best x_pos</th><th>flags</th>"
         "<th>episodes</th><th>stop reason</th><th>env steps</th><th>best checkpoint</th>"
         "<th>eval x_pos</th><th>eval flag rate</th></tr>"

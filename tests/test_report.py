@@ -717,6 +717,9 @@ def test_a_pbt_sweep_draws_its_lineage_and_each_members_hyperparameter_path(
     html = report.write_report(url, "pop", tmp_path / "out").read_text()
     assert 'id="fig-lineage"' in html and 'id="fig-hyperparameter-paths"' in html
     assert "3 exploits" in html
+    # A member's params are its values now, and the leaderboards say so.
+    assert "<th>params now (after exploits)</th>" in html
+    assert "3 members, best first" in report.leaderboard(url, "pop")
 
 
 def test_an_asha_sweep_says_it_has_no_population(page):
