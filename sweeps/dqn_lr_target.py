@@ -10,7 +10,7 @@ import sys
 from ray import tune
 
 from sweeps.runner import main
-from sweeps.spec import DQN_SMOKE, Asha, Sweep
+from sweeps.spec import DQN_COLLAPSE, DQN_SMOKE, Asha, Sweep
 
 SWEEP = Sweep(
     name="dqn_lr_target",
@@ -24,6 +24,7 @@ SWEEP = Sweep(
     max_env_steps=1_000_000,
     num_samples=12,
     asha=Asha(grace_period=100_000, reduction_factor=3),
+    collapse=DQN_COLLAPSE,
     smoke=DQN_SMOKE,
 )
 

@@ -12,7 +12,7 @@ from dataclasses import replace
 from ray import tune
 
 from sweeps.runner import compare
-from sweeps.spec import DQN_SMOKE, PPO_SMOKE, Asha, Sweep
+from sweeps.spec import DQN_COLLAPSE, DQN_SMOKE, PPO_SMOKE, Asha, Sweep
 
 SEEDS = [0, 1, 2, 3]
 # Same budget for both, and ASHA's first rung at the budget: nothing is stopped early.
@@ -26,7 +26,13 @@ COMMON = {
 }
 SWEEPS = [
     Sweep(name="dqn_vs_ppo", algo="PPO", smoke=replace(PPO_SMOKE, confirm_top=0), **COMMON),
-    Sweep(name="dqn_vs_ppo", algo="DQN", smoke=replace(DQN_SMOKE, confirm_top=0), **COMMON),
+    Sweep(
+        name="dqn_vs_ppo",
+        algo="DQN",
+        collapse=DQN_COLLAPSE,
+        smoke=replace(DQN_SMOKE, confirm_top=0),
+        **COMMON,
+    ),
 ]
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ __all__ = [
     "SCHEDULERS",
     "Asha",
     "Collapse",
+    "DQN_COLLAPSE",
     "DQN_SMOKE",
     "PPO_SMOKE",
     "Pbt",
@@ -102,6 +103,11 @@ PPO_SMOKE = Smoke(
 DQN_SMOKE = Smoke(
     hparams={"num_steps_sampled_before_learning_starts": 200, "replay_capacity": 5_000}
 )
+DQN_COLLAPSE = Collapse(grace_env_steps=200_000)
+"""The collapse rule of DQN sweeps: while epsilon anneals (100k env steps) DQN's x_pos is a
+random agent's, and its greedy policy is worse before it is better. A default DQN trial peaked at
+~820 exploring, fell to ~480 as epsilon reached 0.02 and was back at ~700 by 162k env steps
+(``benchmarks/data/dqn-defaults-DQN-seed0-164k.jsonl``); the 100k grace stopped it at 117k."""
 
 
 @dataclass(frozen=True)

@@ -217,3 +217,20 @@ def test_no_collapse_is_spliced_where_the_trial_already_stood_at_the_collapse_le
     rules = evaluate_rules({"flat": flat, "above": above}, pool)
     # 100k, 150k and 200k are splice points of both; only the curve at twice the level gets them.
     assert {(r["spliced"], r["not_spliced_already_near_the_level"]) for r in rules} == {(3, 3)}
+
+
+def test_dqn_sweeps_do_not_stop_a_real_dqn_trial_whose_exploring_peak_it_recovers_from():
+    sys.path.insert(0, str(BENCHMARKS))
+    from collapse_detection import DATA, Rule, first_verdict, load, metrics
+
+    from sweeps.dqn_lr_target import SWEEP as DQN_SWEEP
+    from sweeps.dqn_vs_ppo import SWEEPS
+    from sweeps.spec import DQN_COLLAPSE, Collapse
+
+    rows = metrics(load(DATA / "dqn-defaults-DQN-seed0-164k.jsonl"))
+    metric = "x_pos_last100"
+    # The PPO rule stops this trial while epsilon anneals; the DQN sweeps' rule lets it recover.
+    assert first_verdict(rows, Rule("ppo", metric, Collapse())) is not None
+    assert first_verdict(rows, Rule("dqn", metric, DQN_COLLAPSE)) is None
+    assert DQN_SWEEP.collapse == DQN_COLLAPSE
+    assert {s.algo: s.collapse for s in SWEEPS} == {"DQN": DQN_COLLAPSE, "PPO": Collapse()}
