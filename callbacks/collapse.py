@@ -29,9 +29,10 @@ class Collapse:
     The defaults were chosen by ``benchmarks/collapse_detection.py`` on real 500k-step curves,
     watching ``mario/x_pos_last100`` (the sweeps' metric): no false positive in 10 healthy
     watches (the deepest healthy drop held 4 iterations was 21 %, far from 40 %), and all 16
-    spliced collapses caught within 16.5k env steps (median 11.6k). The old rule (an EMA of
+    spliced collapses caught within 16.5k env steps (median 11.9k). The old rule (an EMA of
     x_pos, 40 % for 8 iterations) had healthy curves 37 % below their lucky peak for 8
-    iterations: 3 points from a false stop."""
+    iterations: 3 points from a false stop. DQN sweeps wait longer (``sweeps.spec.DQN_COLLAPSE``:
+    while epsilon anneals, a DQN's x_pos is not yet its own)."""
 
     drop_fraction: float = 0.4
     window: int = 4
