@@ -2,7 +2,7 @@
 
     python benchmarks/learning.py [--algo PPO|DQN] [--variant NAME ...] [--env-steps 500000]
                                   [--seeds 1] [--first-seed 0] [--minutes M]
-                                  [--eval-episodes 20] [--out DIR] [--json]
+                                  [--eval-episodes 20] [--eval-at N ...] [--out DIR] [--json]
 
 Each (variant, seed) is one trial built exactly as a sweep trial is (``algos`` builders, the
 ``mario`` env, ``EpisodeRecorder``), trained by the Algorithm directly in a Ray task, all of them
@@ -10,13 +10,18 @@ at once (two trials share this 2-core machine side by side, so noise hits both a
 PPO and DQN may run side by side). Printed per
 trial: every 25k env steps the mean and max episode x_pos, flags, episodes and where episodes ended
 (death / time-out / flag), then env steps and wall-clock time to the first flag, and a 20-episode
-evaluation of the final policy (``algos.evaluate.Protocol``: greedy, sticky actions, no-op starts).
+evaluation of the final policy (``algos.evaluate.Protocol``: sticky actions, no-op starts), once
+greedy and once sampling actions.
 ``--minutes M`` ends training after M minutes even short of the budget (a long run that must fit
-a working day still ends with its evaluation); the figures then say how far it got.
+a working day still ends with its evaluation); the figures then say how far it got. ``--eval-at N``
+evaluates also where the curve first reaches N env steps (one 1M run gives the 500k and the 1M
+figures); wall-clock figures count training only.
 
 ``--out DIR`` keeps each trial's iterations as JSON lines (``<variant>-<algo>-seed<k>.jsonl``: env
 steps, wall time, the scheduler metric and every episode's end): the real curves that
-``benchmarks/collapse_detection.py`` evaluates the collapse rule on.
+``benchmarks/collapse_detection.py`` evaluates the collapse rule on; the final checkpoint goes
+beside them (``…-checkpoint``, ``…-500k-checkpoint`` for ``--eval-at 500000``) for
+``python -m algos.evaluate`` to play again.
 
 Variants (``VARIANTS``): ``defaults`` is whatever ``PPO_DEFAULTS``/``DQN_DEFAULTS`` are today;
 ``wave1`` is the PPO configuration of wave 1, frozen, the baseline every change is measured against.
@@ -92,6 +97,10 @@ VARIANTS: dict[str, Variant] = {
 
 BUILDERS = {"PPO": ppo_config, "DQN": dqn_config}
 
+EVAL_PROTOCOLS = (Protocol(), Protocol(sample=True))
+"""The final policy is evaluated twice: greedy (the default protocol everywhere) and sampling,
+as training does; the gap between them says whether the greedy policy lags the one that trained."""
+
 
 def ending(episode: dict, max_episode_steps: int | None) -> str:
     """``flag``, ``time-out`` (the game clock or the step cap ran out) or ``death``."""
@@ -113,10 +122,11 @@ def train_trial(
     env_steps: int,
     seconds: float | None,
     eval_episodes: int,
+    eval_at: tuple[int, ...] = (),
     out: str | None,
 ) -> dict:
-    """Train one trial to ``env_steps`` (or for ``seconds``), evaluate it, and return its curve
-    (and keep it in out)."""
+    """Train one trial to ``env_steps`` (or for ``seconds``), evaluate it where its curve crosses
+    ``eval_at`` and at the end, and return its curve (and keep it in out)."""
     register_mario_env()
     config = BUILDERS[variant.algo](
         env_config=variant.env_config,
@@ -125,11 +135,30 @@ def train_trial(
     ).callbacks(EpisodeRecorder)
     max_steps = config.env_config.get("max_episode_steps", 4500)
     algo = config.build_algo()
+    stem = f"{name}-{variant.algo}-seed{seed}"
     log = None
     if out:
         Path(out).mkdir(parents=True, exist_ok=True)
-        log = open(Path(out) / f"{name}-{variant.algo}-seed{seed}.jsonl", "w")
-    iterations, start, steps = [], time.monotonic(), 0
+        log = open(Path(out) / f"{stem}.jsonl", "w")
+
+    def evaluate_now(tag: str) -> dict:
+        """Both protocols on the policy of now, its checkpoint kept in out."""
+        with tempfile.TemporaryDirectory() as folder:
+            kept = Path(out) / f"{stem}-{tag}checkpoint" if out else None
+            policy = load_policy(algo.save_to_path(str(kept or folder)))
+            return {
+                "env_steps": steps,
+                "results": {
+                    how.describe(): [
+                        asdict(r) for r in evaluate(policy, episodes=eval_episodes, protocol=how)
+                    ]
+                    for how in EVAL_PROTOCOLS
+                },
+            }
+
+    iterations, evaluations, steps = [], [], 0
+    pending = sorted(n for n in eval_at if n < env_steps) if eval_episodes else []
+    start = time.monotonic()  # moved forward by each evaluation: time_s counts training only
     try:
         while steps < env_steps and (seconds is None or time.monotonic() - start < seconds):
             result = algo.train()
@@ -148,14 +177,14 @@ def train_trial(
             if log is not None:
                 log.write(json.dumps(row) + "\n")
                 log.flush()
+            if pending and steps >= pending[0]:
+                paused = time.monotonic()
+                evaluations.append(evaluate_now(f"{pending.pop(0) // 1000}k-"))
+                start += time.monotonic() - paused
+            pending = [n for n in pending if n > steps]
         train_s = time.monotonic() - start
-        evaluation = []
         if eval_episodes:
-            with tempfile.TemporaryDirectory() as folder:
-                policy = load_policy(algo.save_to_path(folder))
-                evaluation = [
-                    asdict(r) for r in evaluate(policy, episodes=eval_episodes, protocol=Protocol())
-                ]
+            evaluations.append(evaluate_now(""))
     finally:
         algo.stop()
         if log is not None:
@@ -167,8 +196,7 @@ def train_trial(
         "doc": variant.doc,
         "train_s": round(train_s, 1),
         "iterations": iterations,
-        "evaluation": evaluation,
-        "protocol": Protocol().describe(),
+        "evaluations": evaluations,
     }
 
 
@@ -204,7 +232,6 @@ def summary(trial: dict) -> dict:
     its = trial["iterations"]
     steps = its[-1]["env_steps"] if its else 0
     flag = first_flag(its)
-    ev = trial["evaluation"]
     return {
         "variant": trial["variant"],
         "seed": trial["seed"],
@@ -215,9 +242,17 @@ def summary(trial: dict) -> dict:
         "first_flag_env_steps": flag[0] if flag else None,
         "first_flag_s": flag[1] if flag else None,
         "flag_rate_last_50k": flag_rate_since(its, steps - 50_000),
-        "eval_x_pos_mean": sum(e["x_pos"] for e in ev) / len(ev) if ev else None,
-        "eval_flag_rate": sum(e["flag_get"] for e in ev) / len(ev) if ev else None,
-        "eval_protocol": trial["protocol"],
+        "evaluations": [
+            {
+                "env_steps": at["env_steps"],
+                "protocol": protocol,
+                "episodes": len(ev),
+                "x_pos_mean": sum(e["x_pos"] for e in ev) / len(ev),
+                "flag_rate": sum(e["flag_get"] for e in ev) / len(ev),
+            }
+            for at in trial["evaluations"]
+            for protocol, ev in at["results"].items()
+        ],
     }
 
 
@@ -245,10 +280,11 @@ def format_trial(trial: dict) -> str:
         f"first flag: {flag}; {s['env_steps_per_s']} env steps/s; training flag rate over the "
         f"last 50k steps {s['flag_rate_last_50k']:.1%}"
     )
-    if s["eval_x_pos_mean"] is not None:
+    for ev in s["evaluations"]:
         lines.append(
-            f"evaluation, {len(trial['evaluation'])} episodes ({s['eval_protocol']}): mean x_pos "
-            f"{s['eval_x_pos_mean']:,.0f}, flag rate {s['eval_flag_rate']:.0%}"
+            f"evaluation at {ev['env_steps']:,} env steps, {ev['episodes']} episodes "
+            f"({ev['protocol']}): mean x_pos "
+            f"{ev['x_pos_mean']:,.0f}, flag rate {ev['flag_rate']:.0%}"
         )
     return "\n".join(lines)
 
@@ -298,7 +334,15 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="evaluation episodes at the end (0: none)",
     )
-    parser.add_argument("--out", help="keep each trial's iterations here as JSON lines")
+    parser.add_argument(
+        "--eval-at",
+        type=_positive,
+        action="append",
+        default=[],
+        metavar="N",
+        help="also evaluate where the curve first reaches N env steps (repeatable)",
+    )
+    parser.add_argument("--out", help="keep each trial's iterations and evaluated checkpoints here")
     parser.add_argument("--json", action="store_true", help="print JSON, not tables")
     args = parser.parse_args(argv)
     names = args.variant or ["dqn-defaults" if args.algo == "DQN" else "defaults"]
@@ -318,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
                     env_steps=args.env_steps,
                     seconds=args.minutes * 60 if args.minutes else None,
                     eval_episodes=args.eval_episodes,
+                    eval_at=tuple(args.eval_at),
                     out=args.out,
                 )
                 for name in names

@@ -15,6 +15,7 @@ import gym_super_mario_bros
 import numpy as np
 import pytest
 
+from algos.checkpoints import load_policy
 from envs.actions import DEFAULT_ACTION_SET, action_bytes
 from envs.mario_env import _advance_without_info
 from envs.tasks import task_info
@@ -136,6 +137,7 @@ def test_learning_benchmark_prints_a_curve_first_flag_and_an_evaluation(tmp_path
             "learning.py",
             *("--variant", "wave1", "--variant", "dqn-defaults", "--first-seed", "3"),
             *("--env-steps", "100000000", "--minutes", "1", "--eval-episodes", "2"),
+            *("--eval-at", "1000"),
             *("--out", str(tmp_path), "--json"),
             timeout=600,
         )
@@ -147,8 +149,21 @@ def test_learning_benchmark_prints_a_curve_first_flag_and_an_evaluation(tmp_path
         *before, last = raw["iterations"]
         assert all(it["time_s"] < 60 for it in before) and last["time_s"] >= 60
         assert trial["episodes"] >= 1 and trial["env_steps_per_s"] > 0
-        assert trial["eval_x_pos_mean"] > 0 and "sticky" in trial["eval_protocol"]
-        assert len(raw["evaluation"]) == 2
+        # Evaluated where the curve first reached 1,000 env steps and at the end, greedy and
+        # sampling each time, under the same protocol; the evaluations' time is not training time.
+        first_at = next(it["env_steps"] for it in raw["iterations"] if it["env_steps"] >= 1000)
+        assert [(e["env_steps"], e["protocol"].split(",")[0]) for e in trial["evaluations"]] == [
+            (first_at, "greedy"),
+            (first_at, "sampled"),
+            (trial["env_steps"], "greedy"),
+            (trial["env_steps"], "sampled"),
+        ]
+        assert all(e["episodes"] == 2 and e["x_pos_mean"] > 0 for e in trial["evaluations"])
+        assert all("sticky 0.25" in e["protocol"] for e in trial["evaluations"])
+        # Each evaluated checkpoint is kept beside the curve, loadable for a later evaluation.
+        for tag in ("1k-", ""):
+            kept = load_policy(tmp_path / f"{trial['variant']}-{raw['algo']}-seed3-{tag}checkpoint")
+            assert kept.algo == raw["algo"]
         # The kept log is the curve, iteration by iteration, with every episode's end.
         [log] = tmp_path.glob(f"{trial['variant']}-{raw['algo']}-seed3.jsonl")
         lines = [json.loads(line) for line in log.read_text().splitlines()]

@@ -723,10 +723,12 @@ INTERRUPTIBLE = [
     "--max-concurrent",
     "2",
     "--max-env-steps",
-    "20000",
+    "6000",
     "--name",
     "interruptible",
 ]
+"""Two trials of 24 smoke iterations: still running when the signal comes after a few, and quick to
+finish on --resume."""
 
 
 @pytest.mark.slow
