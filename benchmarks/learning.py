@@ -20,7 +20,7 @@ figures); wall-clock figures count training only.
 ``--out DIR`` keeps each trial's iterations as JSON lines (``<variant>-<algo>-seed<k>.jsonl``: env
 steps, wall time, the scheduler metric and every episode's end): the real curves that
 ``benchmarks/collapse_detection.py`` evaluates the collapse rule on; the final checkpoint goes
-beside them (``…-checkpoint``, ``…-500k-checkpoint`` for ``--eval-at 500000``) for
+beside them (``…-checkpoint``, ``…-at500000-checkpoint`` for ``--eval-at 500000``) for
 ``python -m algos.evaluate`` to play again.
 
 Variants (``VARIANTS``): ``defaults`` is whatever ``PPO_DEFAULTS``/``DQN_DEFAULTS`` are today;
@@ -177,11 +177,11 @@ def train_trial(
             if log is not None:
                 log.write(json.dumps(row) + "\n")
                 log.flush()
-            if pending and steps >= pending[0]:
+            if pending and steps >= pending[0]:  # one evaluation however many it crossed
                 paused = time.monotonic()
-                evaluations.append(evaluate_now(f"{pending.pop(0) // 1000}k-"))
+                evaluations.append(evaluate_now(f"at{pending[0]}-"))
                 start += time.monotonic() - paused
-            pending = [n for n in pending if n > steps]
+                pending = [n for n in pending if n > steps]
         train_s = time.monotonic() - start
         if eval_episodes:
             evaluations.append(evaluate_now(""))
@@ -332,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         default=20,
         choices=range(0, 1001),
         metavar="N",
-        help="evaluation episodes at the end (0: none)",
+        help="episodes per evaluation, greedy and sampled each (0: no evaluation)",
     )
     parser.add_argument(
         "--eval-at",

@@ -161,7 +161,7 @@ def test_learning_benchmark_prints_a_curve_first_flag_and_an_evaluation(tmp_path
         assert all(e["episodes"] == 2 and e["x_pos_mean"] > 0 for e in trial["evaluations"])
         assert all("sticky 0.25" in e["protocol"] for e in trial["evaluations"])
         # Each evaluated checkpoint is kept beside the curve, loadable for a later evaluation.
-        for tag in ("1k-", ""):
+        for tag in ("at1000-", ""):
             kept = load_policy(tmp_path / f"{trial['variant']}-{raw['algo']}-seed3-{tag}checkpoint")
             assert kept.algo == raw["algo"]
         # The kept log is the curve, iteration by iteration, with every episode's end.
