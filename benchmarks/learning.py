@@ -93,6 +93,21 @@ VARIANTS: dict[str, Variant] = {
         doc="what public 1-1 PPO agents share: gamma 0.9, 2048-step batches x 8 epochs, "
         "right-only actions",
     ),
+    "flag": Variant(
+        "PPO",
+        hparams={
+            "lr": [[0, 2.5e-4], [1_000_000, 1e-4]],
+            "gamma": 0.9,
+            "lambda_": 0.95,
+            "entropy_coeff": [[0, 0.01], [1_000_000, 1e-3]],
+            "train_batch_size_per_learner": 2048,
+            "minibatch_size": 256,
+            "num_epochs": 8,
+        },
+        env_config={"action_set": "right_only", "reward_scale": 0.1, "flag_bonus": 50.0},
+        doc="public, plus +50 at the flag and lr 2.5e-4 -> 1e-4, entropy 0.01 -> 1e-3 "
+        "over 1M env steps (the best public 1-1 recipes' bonus and decays)",
+    ),
 }
 
 BUILDERS = {"PPO": ppo_config, "DQN": dqn_config}

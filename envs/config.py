@@ -14,7 +14,8 @@ Choosing what to play (the default is SMB1 World 1-1):
 Reward shaping reuses the per-frame ``info["reward_components"]`` the 9.x env reports: a weight per
 component (``progress`` is the forward-progress bonus, ``coins``/``powerup`` the item rewards,
 ``death`` the life-loss penalty of -25) plus an ``idle_penalty`` for agent steps without forward
-progress. With every weight 1 and no idle penalty the reward is exactly the env's own.
+progress, and a ``flag_bonus`` on the step that reaches the flag. With every weight 1, no idle
+penalty and no flag bonus the reward is exactly the env's own.
 """
 
 import math
@@ -65,6 +66,9 @@ class MarioEnvConfig:
     reward_weights: dict[str, float] = field(default_factory=dict)
     idle_penalty: float = 0.0
     """Subtracted on every agent step in which Mario's x position did not increase."""
+    flag_bonus: float = 0.0
+    """Added on the agent step that ends an episode at the flag, after nes-py's per-frame clip
+    to (-15, 15), which otherwise cuts the game's +50 for completion to at most 15."""
     reward_scale: float = 1.0
     """Applied last, after weights and idle penalty (PPO likes returns near unit scale)."""
 
@@ -259,5 +263,6 @@ def validate_env_config(env_config: dict | None) -> MarioEnvConfig:
         ),
         reward_weights=_resolve_reward_weights(cfg),
         idle_penalty=_float(cfg, "idle_penalty", 0.0, minimum=0.0),
+        flag_bonus=_float(cfg, "flag_bonus", 0.0, minimum=0.0),
         reward_scale=_float(cfg, "reward_scale", 1.0, minimum=0.0),
     )

@@ -192,6 +192,8 @@ class MarioEnv(gym.Env):
         facts = self._facts(info)
         if cfg.idle_penalty and facts["x_pos"] <= self._x_pos:
             reward -= cfg.idle_penalty
+        if cfg.flag_bonus and terminated and facts["flag_get"]:
+            reward += cfg.flag_bonus
         self._x_pos = facts["x_pos"]
         self._steps += 1
         if cfg.max_episode_steps is not None and self._steps >= cfg.max_episode_steps:
