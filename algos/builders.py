@@ -242,6 +242,12 @@ class Resources:
     cpus_per_env_runner: float = 0.5
     num_gpus_per_learner: float = 0
 
+    @classmethod
+    def whole_machine(cls, cores: int) -> "Resources":
+        """One trial on ``cores`` CPUs: one env runner per core (with ``num_env_runners=cores``)
+        plus the main process with the learner, which uses every core while the runners idle."""
+        return cls(cpus_for_main_process=0.5, cpus_per_env_runner=(cores - 0.5) / cores)
+
 
 def _common(
     config: AlgorithmConfig,

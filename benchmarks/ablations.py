@@ -98,7 +98,7 @@ def ablate_learner(iterations: int, rounds: int, threads: int) -> None:
     variants = {"RLlib learner": _stock_learner, "ours": lambda config: config}
     for _ in range(rounds):
         for name, change in variants.items():
-            config = change(ppo_config(hparams=hparams, resources=run.whole_machine(2)))
+            config = change(ppo_config(hparams=hparams, resources=Resources.whole_machine(2)))
             algo = config.build_algo()
             row = run.training_steps_per_second(algo, iterations, run.warm_up(algo))
             algo.stop()
@@ -114,7 +114,7 @@ def ablate_envs(seconds: float, iterations: int) -> None:
     for envs in (4, 8, 16, 4, 8, 16):
         hparams = {**PPO_DEFAULTS, "num_env_runners": 2, "num_envs_per_env_runner": envs}
         row = run.bench_ppo(
-            hparams=hparams, resources=run.whole_machine(2), seconds=seconds, iterations=iterations
+            hparams=hparams, resources=Resources.whole_machine(2), seconds=seconds, iterations=iterations
         )
         print(
             f"{envs:>2} envs per runner: sampling {row['sampling']['env_steps_per_s']:6.1f}, "

@@ -38,15 +38,18 @@ from pathlib import Path
 from typing import Any
 
 import ray
+import torch
 from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 
-from algos import dqn_config, ppo_config
+from algos import Resources, dqn_config, ppo_config
 from algos.checkpoints import load_policy
 from algos.evaluate import Protocol, evaluate
 from callbacks.episode_recorder import EpisodeRecorder
 from callbacks.records import EPISODES_KEY, metric_key
 from envs import register_mario_env
 
+CORES = 2
+"""This machine's; trials side by side share them."""
 WINDOW = 25_000
 """Env steps per row of the printed curve."""
 
@@ -139,13 +142,20 @@ def train_trial(
     eval_episodes: int,
     eval_at: tuple[int, ...] = (),
     out: str | None,
+    cores: int | None = None,
 ) -> dict:
     """Train one trial to ``env_steps`` (or for ``seconds``), evaluate it where its curve crosses
-    ``eval_at`` and at the end, and return its curve (and keep it in out)."""
+    ``eval_at`` and at the end, and return its curve (and keep it in out). ``cores``: the trial
+    has the machine to itself (an env runner per core, the learner on every core)."""
     register_mario_env()
+    hparams, resources = {**variant.hparams, "seed": seed}, Resources()
+    if cores:
+        hparams["num_env_runners"], resources = cores, Resources.whole_machine(cores)
+        torch.set_num_threads(cores)
     config = BUILDERS[variant.algo](
         env_config=variant.env_config,
-        hparams={**variant.hparams, "seed": seed},
+        hparams=hparams,
+        resources=resources,
         schedule_env_steps=env_steps,
     ).callbacks(EpisodeRecorder)
     max_steps = config.env_config.get("max_episode_steps", 4500)
@@ -359,14 +369,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", help="keep each trial's iterations and evaluated checkpoints here")
     parser.add_argument("--json", action="store_true", help="print JSON, not tables")
+    parser.add_argument(
+        "--whole-machine",
+        action="store_true",
+        help="one trial with every core (an env runner per core): the speed a user with one "
+        "trial gets; needs a single variant and seed",
+    )
     args = parser.parse_args(argv)
     names = args.variant or ["dqn-defaults" if args.algo == "DQN" else "defaults"]
+    if args.whole_machine and len(names) * args.seeds > 1:
+        parser.error("--whole-machine runs one trial: give one --variant and --seeds 1")
     wrong = [n for n in names if args.algo and VARIANTS[n].algo != args.algo]
     if wrong:
         parser.error(
             f"--variant {wrong[0]} is a {VARIANTS[wrong[0]].algo} variant; --algo is {args.algo}"
         )
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=CORES, include_dashboard=False, log_to_driver=False)
     try:
         trials = ray.get(
             [
@@ -379,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
                     eval_episodes=args.eval_episodes,
                     eval_at=tuple(args.eval_at),
                     out=args.out,
+                    cores=CORES if args.whole_machine else None,
                 )
                 for name in names
                 for seed in range(args.first_seed, args.first_seed + args.seeds)

@@ -102,11 +102,6 @@ class PeakRss:
         self.peak = max(self.peak, self.current())
 
 
-def whole_machine(cores: int) -> Resources:
-    """One env runner per core plus the main process (learner) in the same ``cores`` CPUs."""
-    return Resources(cpus_for_main_process=0.5, cpus_per_env_runner=(cores - 0.5) / cores)
-
-
 def trial_pids(algo) -> list[int]:
     """The processes of one trial: this process (main process + local learner) and its runners."""
     runners = algo.env_runner_group.foreach_env_runner(
@@ -314,7 +309,7 @@ def run(args: argparse.Namespace) -> dict:
         },
         "memory": {},
     }
-    resources = whole_machine(cores)
+    resources = Resources.whole_machine(cores)
     ppo_hp = {**PPO_DEFAULTS, "num_env_runners": cores}
     dqn_hp = {**DQN_DEFAULTS, "num_env_runners": cores}
     if args.train_batch:
