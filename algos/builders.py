@@ -22,6 +22,7 @@ from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 from ray.rllib.utils.schedules.piecewise_schedule import PiecewiseSchedule
 from ray.rllib.utils.schedules.scheduler import Scheduler
 
+from algos.algorithms import MarioDQN, MarioPPO
 from algos.hparams import DQN_RULES, PPO_RULES, HParamError, check_hparams
 from algos.model import MarioDQNModule, MarioPPOModule, mario_model_config
 from envs import ENV_NAME, validate_env_config
@@ -314,7 +315,7 @@ def ppo_config(
     check_hparams("PPO", {**PPO_DEFAULTS, **hparams}, PPO_RULES)
     hp = {**PPO_DEFAULTS, **hparams}
     config = _common(
-        PPOConfig(),
+        PPOConfig(algo_class=MarioPPO),
         module_class=MarioPPOModule,
         env_config=env_config,
         hp=hp,
@@ -336,7 +337,7 @@ def dqn_config(
     check_hparams("DQN", {**DQN_DEFAULTS, **hparams}, DQN_RULES)
     hp = {**DQN_DEFAULTS, **hparams}
     config = _common(
-        DQNConfig(),
+        DQNConfig(algo_class=MarioDQN),
         module_class=MarioDQNModule,
         env_config=env_config,
         hp=hp,

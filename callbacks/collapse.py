@@ -126,6 +126,16 @@ class SweepStopper(Stopper):
     def stop_all(self) -> bool:
         return False
 
+    def get_state(self) -> dict:
+        """Each trial's peak and count of reports below it (``callbacks.decisions`` saves it)."""
+        return {trial: [d.peak, d.below] for trial, d in self.detectors.items()}
+
+    def set_state(self, state: dict) -> None:
+        self.detectors = {
+            trial: CollapseDetector(self.collapse, self.mode, peak=peak, below=below)
+            for trial, (peak, below) in state.items()
+        }
+
 
 def stop_reason(result: Mapping[str, Any] | None, *, scheduler: str = "asha") -> str:
     """Why a trial that ended without error ended: the stopper's reason in its last result, else

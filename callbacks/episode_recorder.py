@@ -42,10 +42,12 @@ class EpisodeRecorder(RLlibCallback):
     episodes (``EMA_ALPHA`` per episode, about a 20-episode memory), carried forward through
     iterations in which no episode ended, and 0.0 before the first episode;
     ``mario/x_pos_last100`` is the mean x_pos of the last 100 episodes (fewer at the start). Their
-    state lives in this callback on the trial actor; a trial restored from a checkpoint restarts
-    it from its first episodes. The other ``mario/`` keys describe exactly this iteration's
-    episodes (NaN when none ended) and are the store's iteration aggregates: nothing recomputes
-    them.
+    state lives in this callback on the trial actor and travels in the trial's checkpoints
+    (:meth:`get_state`, saved by ``algos.algorithms``), so a restored trial reports what it would
+    have reported uninterrupted, and a PBT member that continues from a donor's checkpoint
+    continues the donor's windows with the donor's weights: its metric describes the policy it
+    now trains. The other ``mario/`` keys describe exactly this iteration's episodes (NaN when
+    none ended) and are the store's iteration aggregates: nothing recomputes them.
     """
 
     EMA_ALPHA = 0.1
@@ -59,6 +61,20 @@ class EpisodeRecorder(RLlibCallback):
         self._ema: dict[str, float | None] = {"return": None, "x_pos": None}
         sizes = self.RECENT_EPISODES if recent_episodes is None else recent_episodes
         self._recent = {n: deque(maxlen=n) for n in sizes}
+
+    def get_state(self) -> dict:
+        """The windows behind the smoothed metrics, as plain values (checkpointed)."""
+        return {
+            "ema": dict(self._ema),
+            "recent": {n: list(recent) for n, recent in self._recent.items()},
+        }
+
+    def set_state(self, state: dict) -> None:
+        self._ema = dict(state["ema"])
+        for n, values in state["recent"].items():
+            if n in self._recent:
+                self._recent[n].clear()
+                self._recent[n].extend(values)
 
     def on_episode_end(
         self,

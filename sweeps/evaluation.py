@@ -151,7 +151,10 @@ def _log_to_wandb(done: list[Evaluation], *, project: str, group: str, mode: str
         resume="allow",
         mode=mode,
         dir=str(dir) if dir else None,
-        settings=wandb.Settings(silent=True),
+        # W&B records the process's command line (x_disable_meta=False): a --db-url password
+        # would be in the run files, and uploaded by `wandb sync`. The trial's own run (logged
+        # by Ray's actors) already holds the system facts.
+        settings=wandb.Settings(silent=True, x_disable_meta=True),
     )
     try:
         for evaluation in done:

@@ -30,8 +30,23 @@ def _params(config: dict, keys: list[str]) -> dict[str, Any]:
     return {key: config.get(key) for key in keys}
 
 
+def _keep_on_restore(trial, keys: list[str]) -> None:
+    """Make the explored values the ones ``--resume`` restores.
+
+    On ``Tuner.restore`` Tune's ``add_trial`` calls ``Trial.resolve_config_placeholders``, which
+    deep-copies the config the trial was *created* with (the private ``__unresolved_config``) over
+    the one PBT set: an exploit just before an interruption was undone (ray #54755, #62173). The
+    searched values are plain numbers, so writing them into that config is safe. Guard:
+    ``tests/test_pbt.py``'s resume test checks every member trains with its last lineage values.
+    """
+    unresolved = trial._Trial__unresolved_config
+    for key in keys:
+        unresolved[key] = trial.config[key]
+
+
 class _PublishesLineage:
-    """Publish every exploit to :mod:`callbacks.lineage` under ``lineage_key``."""
+    """Publish every exploit to :mod:`callbacks.lineage` under ``lineage_key``, and keep its
+    values through ``--resume``."""
 
     lineage_key: str
     searched: list[str]
@@ -43,6 +58,7 @@ class _PublishesLineage:
         donor_params = _params(trial_to_clone.config, self.searched)
         checkpoint = donor.last_checkpoint
         super()._exploit(tune_controller, trial, trial_to_clone)
+        _keep_on_restore(trial, self.searched)
         mine, theirs = member.last_result or {}, donor.last_result or {}
         event: LineageEvent = {
             "trial_id": trial.trial_id,

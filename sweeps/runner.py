@@ -35,6 +35,7 @@ from pathlib import Path
 
 from algos import CheckpointError, HParamError, Resources, dqn_config, ppo_config
 from callbacks.collapse import SweepStopper
+from callbacks.decisions import DecisionMemory
 from callbacks.episode_recorder import EpisodeRecorder
 from callbacks.store import (
     StoreError,
@@ -627,6 +628,7 @@ def build_tuner(options: Options, db_url: str):
             name=options.name,
             callbacks=build_callbacks(options, db_url, scheduler=recorded),
             population=population,
+            scheduler=scheduler,
         ),
     )
 
@@ -637,25 +639,28 @@ def run_config(
     name: str,
     callbacks: list,
     population: bool = False,
+    scheduler=None,
     extra_params: tuple[str, ...] = (),
 ):
     """What every trial of a sweep (search or confirm) runs under: the budget and collapse
-    stopper, Tune's checkpoint keeping by the sweep's metric, one retry, our console table."""
+    stopper, Tune's checkpoint keeping by the sweep's metric, one retry, our console table; the
+    scheduler's and stopper's state saved with the experiment (``DecisionMemory``)."""
     from ray import tune
 
     sweep = options.sweep
+    # Under PBT a collapsing member is recorded, and left for exploit to replace.
+    stopper = SweepStopper(
+        metric=sweep.metric,
+        mode=sweep.mode,
+        max_env_steps=options.max_env_steps,
+        collapse=sweep.collapse,
+        stop_on_collapse=not population,
+    )
     return tune.RunConfig(
         name=name,
         storage_path=options.storage_path,
-        # Under PBT a collapsing member is recorded, and left for exploit to replace.
-        stop=SweepStopper(
-            metric=sweep.metric,
-            mode=sweep.mode,
-            max_env_steps=options.max_env_steps,
-            collapse=sweep.collapse,
-            stop_on_collapse=not population,
-        ),
-        callbacks=callbacks,
+        stop=stopper,
+        callbacks=[*callbacks, DecisionMemory(scheduler=scheduler, stopper=stopper)],
         checkpoint_config=tune.CheckpointConfig(
             # PBT copies a donor's latest checkpoint: keep enough that it is still there.
             num_to_keep=4 if population else 2,

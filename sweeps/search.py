@@ -24,7 +24,7 @@ from ray.tune.search.optuna import OptunaSearch
 from callbacks.collapse import stop_reason
 from callbacks.store import split_password, sqlalchemy_url
 
-__all__ = ["MarioOptunaSearch", "PasswordFreeRDBStorage", "asha_scheduler", "optuna_searcher"]
+__all__ = ["MarioASHA", "MarioOptunaSearch", "PasswordFreeRDBStorage", "asha_scheduler", "optuna_searcher"]
 
 COMPLETE_REASONS = ("completed", "collapse")
 """Trials that ran their course (a collapse is a bad outcome TPE should learn from)."""
@@ -94,11 +94,29 @@ def optuna_searcher(
     )
 
 
+class MarioASHA(ASHAScheduler):
+    """ASHA whose rung records can be saved and restored (``callbacks.decisions``), so a resumed
+    sweep does not judge a trial twice at one rung.
+
+    Tune's ``_Bracket._rungs`` (a list of ``(milestone, {trial_id: value})``) is private; the
+    guard is ``tests/test_sweeps.py::test_asha_rung_records_survive_a_save_and_restore``.
+    """
+
+    def get_state(self) -> list[list[dict]]:
+        return [[dict(recorded) for _, recorded in b._rungs] for b in self._brackets]
+
+    def set_state(self, state: list[list[dict]]) -> None:
+        for bracket, rungs in zip(self._brackets, state, strict=True):
+            for (_, recorded), saved in zip(bracket._rungs, rungs, strict=True):
+                recorded.clear()
+                recorded.update(saved)
+
+
 def asha_scheduler(
     *, metric: str, mode: str, max_env_steps: int, grace_period: int, reduction_factor: int
-) -> ASHAScheduler:
+) -> MarioASHA:
     """ASHA on lifetime env steps (RLlib reports no ``timesteps_total``)."""
-    return ASHAScheduler(
+    return MarioASHA(
         time_attr=NUM_ENV_STEPS_SAMPLED_LIFETIME,
         metric=metric,
         mode=mode,
