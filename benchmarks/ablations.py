@@ -114,7 +114,10 @@ def ablate_envs(seconds: float, iterations: int) -> None:
     for envs in (4, 8, 16, 4, 8, 16):
         hparams = {**PPO_DEFAULTS, "num_env_runners": 2, "num_envs_per_env_runner": envs}
         row = run.bench_ppo(
-            hparams=hparams, resources=Resources.whole_machine(2), seconds=seconds, iterations=iterations
+            hparams=hparams,
+            resources=Resources.whole_machine(2),
+            seconds=seconds,
+            iterations=iterations,
         )
         print(
             f"{envs:>2} envs per runner: sampling {row['sampling']['env_steps_per_s']:6.1f}, "

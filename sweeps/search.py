@@ -24,7 +24,13 @@ from ray.tune.search.optuna import OptunaSearch
 from callbacks.collapse import stop_reason
 from callbacks.store import split_password, sqlalchemy_url
 
-__all__ = ["MarioASHA", "MarioOptunaSearch", "PasswordFreeRDBStorage", "asha_scheduler", "optuna_searcher"]
+__all__ = [
+    "MarioASHA",
+    "MarioOptunaSearch",
+    "PasswordFreeRDBStorage",
+    "asha_scheduler",
+    "optuna_searcher",
+]
 
 COMPLETE_REASONS = ("completed", "collapse")
 """Trials that ran their course (a collapse is a bad outcome TPE should learn from)."""
