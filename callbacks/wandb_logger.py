@@ -65,6 +65,11 @@ class MarioWandbLoggerCallback(WandbLoggerCallback):
 
     def __init__(self, *, project: str, group: str, mode: str, **kwargs):
         kwargs.setdefault("upload_timeout", self.UPLOAD_TIMEOUT_S)
+        # Ray passes reinit=True, which W&B 0.19+ warns about in every trial; and a logging
+        # actor's own summary and "wandb sync" hint (naming Ray's temporary session directory)
+        # would reach the console: the runner prints the hint for the storage path instead.
+        kwargs.setdefault("reinit", "finish_previous")
+        kwargs.setdefault("settings", {"silent": True})
         super().__init__(project=project, group=group, mode=mode, **kwargs)
         self._ended: set[str] = set()
 

@@ -14,12 +14,15 @@ the user's configuration and every error still come through.
 
 import logging
 import os
+import warnings
 
 __all__ = ["QUIET_LOGGERS", "quiet_ray_notices", "use_progress_table"]
 
 QUIET_LOGGERS = {
     "ray._common.deprecation": "DeprecationWarning",
     "ray.tune.utils.util": "Install gputil",
+    # Once per trial: the new API stack is the only one our builders use.
+    "ray.rllib.algorithms.algorithm_config": "on the new API stack",
 }
 """Logger name -> text of the only records dropped from it."""
 
@@ -35,6 +38,8 @@ class _DropNotice(logging.Filter):
 
 def quiet_ray_notices() -> None:
     """Install the filters (idempotent)."""
+    # platformdirs (via W&B) warns twice where XDG_RUNTIME_DIR is unset, as on most servers.
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
     for name, text in QUIET_LOGGERS.items():
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropNotice) for f in logger.filters):

@@ -893,7 +893,11 @@ def _print_header(options: Options, dashboard: str, db_url: str) -> None:
         f"report      {options.report_dir}/ (refreshed every "
         f"{options.report_every_s / 60:g} min; open the .html in a browser)\n"
         f"w&b         {wandb}"
-        + (" (sync: wandb sync <dir>)" if options.wandb_mode == "offline" else "")
+        + (
+            f"\n            upload later: wandb sync {options.experiment_dir}/*/wandb/offline-run-*"
+            if options.wandb_mode == "offline"
+            else ""
+        )
         + f"\nscheduler   {_scheduler_line(options)}"
     )
 

@@ -105,7 +105,7 @@ class MarioASHA(ASHAScheduler):
     sweep does not judge a trial twice at one rung.
 
     Tune's ``_Bracket._rungs`` (a list of ``(milestone, {trial_id: value})``) is private; the
-    guard is ``tests/test_sweeps.py::test_asha_rung_records_survive_a_save_and_restore``.
+    guard is ``tests/test_decisions.py``.
     """
 
     def get_state(self) -> list[list[dict]]:

@@ -87,7 +87,7 @@ class Smoke:
     hparams: dict[str, Any] = field(default_factory=dict)
     env_config: dict[str, Any] = field(default_factory=lambda: {"max_episode_steps": 48})
     asha: Asha = Asha(grace_period=250, reduction_factor=2)
-    pbt: Pbt = Pbt(population=4, perturbation_interval=512)
+    pbt: Pbt = Pbt(population=4, perturbation_interval=256)
     confirm_top: int = 1
     confirm_seeds: int = 2
 

@@ -9,6 +9,8 @@ from ray.tune.search.sample import loguniform
 from algos import HParamError, dqn_config, ppo_config
 from algos.checkpoints import CheckpointError, load_policy
 from algos.evaluate import evaluate, main
+from callbacks.episode_recorder import EpisodeRecorder
+from callbacks.records import EPISODES_KEY, metric_key
 from envs import EnvConfigError, register_mario_env
 
 TINY_ENV = {"max_episode_steps": 60}
@@ -35,7 +37,7 @@ TINY = {
 def trained(request, ray_session, tmp_path_factory):
     """Train 2 iterations, checkpoint, and hand (algo name, results, checkpoint path) to tests."""
     register_mario_env()
-    algo = TINY[request.param]().build_algo()
+    algo = TINY[request.param]().callbacks(EpisodeRecorder).build_algo()
     results = [algo.train() for _ in range(2)]
     path = tmp_path_factory.mktemp(request.param) / "checkpoint"
     algo.save_to_path(path)
@@ -64,7 +66,23 @@ def test_restored_checkpoint_continues_with_the_same_counters(trained):
     algo.stop()
     assert result["training_iteration"] == 3
     assert result["num_env_steps_sampled_lifetime"] > results[-1]["num_env_steps_sampled_lifetime"]
-    assert type(algo).__name__ == name
+    assert type(algo).__name__ == f"Mario{name}"
+
+
+@pytest.mark.slow
+def test_a_restored_trial_continues_its_episode_windows_and_reports_the_same_metric(trained):
+    """The last-100 window and the EMAs travel in the checkpoint: the first metric after a
+    restore counts the episodes before it, as an uninterrupted trial's would."""
+    _, results, path = trained
+    from ray.rllib.algorithms.algorithm import Algorithm
+
+    algo = Algorithm.from_checkpoint(path)
+    result = algo.train()
+    algo.stop()
+    episodes = [e for r in (*results, result) for e in r[EPISODES_KEY]]
+    assert len(results[0][EPISODES_KEY]) > 0 and len(episodes) <= 100
+    expected = sum(e["x_pos_max"] for e in episodes) / len(episodes)
+    assert result[metric_key("x_pos_last100")] == pytest.approx(expected)
 
 
 @pytest.mark.slow

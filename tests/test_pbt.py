@@ -2,6 +2,7 @@
 every exploit is stored once, an interrupted population resumes, and bad settings fail in one line.
 """
 
+import math
 import os
 import re
 import signal
@@ -84,6 +85,27 @@ def assert_exploits_reached_the_learner(db_url: str, events: list[tuple]) -> Non
     assert distinguishing >= 1
 
 
+def assert_members_train_with_their_lineage_values(
+    db_url: str, events: list[tuple], before_resume: set[tuple[str, int]]
+) -> None:
+    """Every iteration between a member's exploit and its next one trained with that exploit's
+    new values, also where the exploit came before the interruption and the training after the
+    resume (Tune's restore put back the config a member was created with; ``sweeps.pbt`` keeps
+    the explored one)."""
+    timelines = member_timelines(db_url)
+    checked_across_the_resume = 0
+    for trial_id, iteration, _, _, _, new in events:
+        later = [i for t, i, *_ in events if t == trial_id and i > iteration]
+        until = min(later, default=math.inf)
+        trained = [i for i, _ in timelines[trial_id] if iteration < i <= until]
+        for i in trained:
+            configured, _, entropy = learner_values(db_url, trial_id, i)
+            assert configured == pytest.approx(new["lr"], rel=1e-6), (trial_id, i)
+            assert entropy == pytest.approx(new["entropy_coeff"], rel=1e-6), (trial_id, i)
+        checked_across_the_resume += bool(trained) and (trial_id, iteration) in before_resume
+    assert checked_across_the_resume >= 1
+
+
 @pytest.mark.slow
 def test_pb2_perturbations_reach_the_learner_and_every_exploit_is_stored_once(
     fresh_db_url, tmp_path
@@ -161,6 +183,7 @@ def test_an_interrupted_pbt_sweep_resumes_its_population_with_lineage_exactly_on
     assert sweep_rows(fresh_db_url)[0][2] == "interrupted"
     before = {t: len(timeline) for t, timeline in member_timelines(fresh_db_url).items()}
     assert len(before) >= 2  # members that Tune had not started yet have no rows
+    before_resume = {(t, i) for t, i, *_ in lineage(fresh_db_url)}
 
     done = run_sweep("sweeps/ppo_pbt.py", *args, "--resume", tmp_path=tmp_path, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -168,10 +191,7 @@ def test_an_interrupted_pbt_sweep_resumes_its_population_with_lineage_exactly_on
     events = lineage(fresh_db_url)
     assert len(events) == exploit_lines(first) + exploit_lines(done.stdout + done.stderr)
     assert len({(t, i) for t, i, *_ in events}) == len(events)
-    # Not checked here: that an exploit made just before the interruption reaches the learner
-    # after --resume. It does not today: Tune's add_trial re-resolves a restored trial's config
-    # from the one it was created with (Trial.resolve_config_placeholders), undoing PBT's
-    # set_config; the member continues from the donor's checkpoint with its own old values.
+    assert_members_train_with_their_lineage_values(fresh_db_url, events, before_resume)
     after = member_timelines(fresh_db_url)
     assert set(after) >= set(before) and len(after) == 4  # the same population of 4, no more
     for trial_id, timeline in after.items():

@@ -739,7 +739,8 @@ def test_one_ctrl_c_ends_the_sweep_in_seconds_with_complete_rows_and_w_and_b_fil
     args = [*INTERRUPTIBLE, "--db-url", fresh_db_url, "--wandb-mode", "offline"]
     driver = start_sweep(args, tmp_path)
     try:
-        wait_for_iterations(fresh_db_url, driver, 4)
+        # Past a trial checkpoint (every 10 iterations) and ASHA's 2,000-step rung (iteration 8).
+        wait_for_iterations(fresh_db_url, driver, 24)
         os.killpg(driver.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         interrupted_at = time.monotonic()
         driver.wait(timeout=120)
@@ -768,9 +769,16 @@ def test_one_ctrl_c_ends_the_sweep_in_seconds_with_complete_rows_and_w_and_b_fil
         logged = [h["training_iteration"] for h in wandb_files.history(run_file)]
         assert logged == iterations
 
+    reached = dict(
+        rows(
+            fresh_db_url,
+            "SELECT trial_id, max(env_steps) FROM mario_sweeps.iterations GROUP BY trial_id",
+        )
+    )
     done = run_sweep("sweeps/ppo_lr_entropy.py", *args, "--resume", tmp_path=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert sweep_rows(fresh_db_url)[0][2] == "finished"
+    assert_resumed_trials_reported_and_were_judged_as_if_never_interrupted(fresh_db_url, reached)
     for trial_id, episodes, lifetime in rows(
         fresh_db_url,
         "SELECT t.trial_id, (SELECT count(*) FROM mario_sweeps.episodes e"
@@ -781,6 +789,54 @@ def test_one_ctrl_c_ends_the_sweep_in_seconds_with_complete_rows_and_w_and_b_fil
         " FROM mario_sweeps.trials t",
     ):
         assert episodes == lifetime, trial_id
+
+
+def assert_resumed_trials_reported_and_were_judged_as_if_never_interrupted(
+    db_url: str, reached: dict[str, int]
+) -> None:
+    """Every iteration's ``mario/x_pos_last100`` is the mean of the trial's stored episodes so
+    far (all of them while there are at most 100) — also the first ones after the restore, whose
+    window came back with the checkpoint; and ASHA stopped no trial at a rung it had passed
+    before the interruption (rungs at 250 x 2^k env steps: the smoke sweep's ASHA)."""
+    restored_from_a_checkpoint = 0
+    for trial_id, pre_max in reached.items():
+        iterations = rows(
+            db_url,
+            "SELECT training_iteration, env_steps, (result->>'mario/x_pos_last100')::float"
+            " FROM mario_sweeps.iterations WHERE trial_id = %s ORDER BY training_iteration",
+            trial_id,
+        )
+        x_pos = dict(
+            rows(
+                db_url,
+                "SELECT training_iteration, array_agg(x_pos_max) FROM mario_sweeps.episodes"
+                " WHERE trial_id = %s GROUP BY training_iteration",
+                trial_id,
+            )
+        )
+        window: list[int] = []
+        checked = {}
+        for iteration, env_steps, metric in iterations:
+            window += x_pos.get(iteration, [])
+            if len(window) > 100:
+                break
+            assert metric == pytest.approx(sum(window) / len(window)), (trial_id, iteration)
+            checked[iteration] = env_steps
+        [(reason, final_steps)] = rows(
+            db_url,
+            "SELECT t.stop_reason, max(i.env_steps) FROM mario_sweeps.trials t JOIN"
+            " mario_sweeps.iterations i USING (sweep_id, trial_id) WHERE t.trial_id = %s"
+            " GROUP BY t.stop_reason",
+            trial_id,
+        )
+        # It trained on after --resume from its checkpoint of iteration 10: iteration 11 was
+        # the first one after the restore.
+        if final_steps > pre_max and 11 in checked and pre_max >= checked[10]:
+            restored_from_a_checkpoint += 1
+        if reason == "asha" and final_steps > pre_max:
+            rungs = [250 * 2**k for k in range(5)]
+            assert any(pre_max < rung <= final_steps for rung in rungs), (trial_id, pre_max)
+    assert restored_from_a_checkpoint, "no trial continued from a checkpoint after --resume"
 
 
 @pytest.mark.slow
