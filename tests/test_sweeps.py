@@ -772,7 +772,7 @@ def test_one_ctrl_c_ends_the_sweep_in_seconds_with_complete_rows_and_w_and_b_fil
     reached = dict(
         rows(
             fresh_db_url,
-            "SELECT trial_id, max(env_steps) FROM mario_sweeps.iterations GROUP BY trial_id",
+            "SELECT trial_id, max(env_steps_lifetime) FROM mario_sweeps.iterations GROUP BY trial_id",
         )
     )
     done = run_sweep("sweeps/ppo_lr_entropy.py", *args, "--resume", tmp_path=tmp_path)
@@ -802,7 +802,7 @@ def assert_resumed_trials_reported_and_were_judged_as_if_never_interrupted(
     for trial_id, pre_max in reached.items():
         iterations = rows(
             db_url,
-            "SELECT training_iteration, env_steps, (result->>'mario/x_pos_last100')::float"
+            "SELECT training_iteration, env_steps_lifetime, (result->>'mario/x_pos_last100')::float"
             " FROM mario_sweeps.iterations WHERE trial_id = %s ORDER BY training_iteration",
             trial_id,
         )
@@ -824,7 +824,7 @@ def assert_resumed_trials_reported_and_were_judged_as_if_never_interrupted(
             checked[iteration] = env_steps
         [(reason, final_steps)] = rows(
             db_url,
-            "SELECT t.stop_reason, max(i.env_steps) FROM mario_sweeps.trials t JOIN"
+            "SELECT t.stop_reason, max(i.env_steps_lifetime) FROM mario_sweeps.trials t JOIN"
             " mario_sweeps.iterations i USING (sweep_id, trial_id) WHERE t.trial_id = %s"
             " GROUP BY t.stop_reason",
             trial_id,
