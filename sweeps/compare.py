@@ -19,9 +19,13 @@ import argparse
 import sys
 from dataclasses import dataclass
 
+from algos import CheckpointError
 from callbacks.store import StoreError, embedded_db_url, resolve_db_url
 from sweeps.confirm import ConfirmError, confirmed_configs, interval_text, read_sweep_row
+from sweeps.options import SweepError, parse_options
 from sweeps.queries import fetch_dicts
+from sweeps.runner import check_database, run
+from sweeps.spec import Sweep
 from sweeps.stats import Comparison, StatsError, compare_scores, iqm_interval
 
 __all__ = ["Side", "compare_sides", "main", "resolve_side"]
@@ -146,6 +150,34 @@ def _labels(n: int) -> list[str]:
 def comparison_report(db_url: str, specs: list[str]) -> str:
     sides = [resolve_side(db_url, spec) for spec in specs]
     return compare_sides(sides)[1]
+
+
+def run_and_compare(sweeps: list[Sweep], argv: list[str] | None = None) -> int:
+    """Run several sweeps with the same flags, one after the other, then compare them over
+    their trials' final metrics (``python -m sweeps.compare``: IQM, CIs, a verdict).
+
+    Each runs as ``<name>-<algo>`` (``dqn_vs_ppo-ppo``). Every sweep's options and name are
+    checked before the first one starts.
+    """
+    try:
+        runs = [
+            parse_options(sweep, argv, name_suffix=f"-{sweep.algo.lower()}") for sweep in sweeps
+        ]
+        db_url = runs[0].db_url or embedded_db_url()
+        for options in runs:
+            check_database(options, db_url)
+        for options in runs:
+            code = run(options)
+            if code != 0:
+                return code
+        try:
+            print(comparison_report(db_url, [o.name for o in runs]))
+        except (ConfirmError, StatsError) as err:  # e.g. too few finished trials for a CI
+            print(f"comparison: {err}", file=sys.stderr)
+        return 0
+    except (SweepError, CheckpointError, StoreError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,8 +29,18 @@ from typing import Any
 
 from callbacks.collapse import Collapse
 from callbacks.store import StoreError, embedded_db_url, resolve_db_url
+from sweeps.evaluation import evaluate_trials
+from sweeps.options import (
+    Options,
+    SweepError,
+    algorithm_config,
+    confirm_counts_problem,
+    warn_about_password,
+)
 from sweeps.queries import fetch_dicts
+from sweeps.spec import Asha, Sweep
 from sweeps.stats import Interval, StatsError, iqm_interval, probability_of_improvement
+from sweeps.tuner import build_callbacks, connect_ray, run_config, trial_dirname
 
 __all__ = [
     "CONFIRM_SEED_BASE",
@@ -47,8 +57,6 @@ __all__ = [
 
 CONFIRM_SEED_BASE = 1_000
 """Confirm seeds are 1000, 1001, ...: never a search trial's seed (those are 0..999 or unset)."""
-MAX_TOP = 100
-MAX_SEEDS = 1_000
 
 
 class ConfirmError(ValueError):
@@ -57,17 +65,6 @@ class ConfirmError(ValueError):
 
 def confirm_seeds(n: int) -> list[int]:
     return [CONFIRM_SEED_BASE + i for i in range(n)]
-
-
-def check_counts(top: int, seeds: int, *, top_flag: str, seeds_flag: str) -> None:
-    if not 0 <= top <= MAX_TOP:
-        raise ConfirmError(
-            f"{top_flag} {top} is not allowed; allowed: an integer in [0, {MAX_TOP}]"
-        )
-    if not 0 <= seeds <= MAX_SEEDS:
-        raise ConfirmError(
-            f"{seeds_flag} {seeds} is not allowed; allowed: an integer in [0, {MAX_SEEDS:,}]"
-        )
 
 
 # -- what to run ----------------------------------------------------------------------------------
@@ -120,7 +117,9 @@ def read_sweep_row(db_url: str, name: str) -> dict[str, Any]:
 
 def plan_confirm(db_url: str, name: str, *, top: int, seeds: int) -> Plan:
     """Which (config, seed) pairs the confirm stage of sweep ``name`` still has to run."""
-    check_counts(top, seeds, top_flag="--top", seeds_flag="--seeds")
+    problem = confirm_counts_problem(top, seeds, top_flag="--top", seeds_flag="--seeds")
+    if problem is not None:
+        raise ConfirmError(problem)
     sweep = read_sweep_row(db_url, name)
     if not sweep["settings"]:
         raise ConfirmError(
@@ -155,9 +154,6 @@ def plan_confirm(db_url: str, name: str, *, top: int, seeds: int) -> Plan:
 
 def options_from_sweep(sweep: Mapping[str, Any], **overrides: Any):
     """The runner's Options for trials built like sweep ``sweep``'s (from its stored settings)."""
-    from sweeps.runner import Options
-    from sweeps.spec import Asha, Sweep
-
     settings = sweep["settings"]
     declared = Sweep(
         name=sweep["name"],
@@ -218,8 +214,6 @@ def _config_paths(options, keys: list[str]) -> dict[str, tuple[str, ...]]:
     from ray import tune
     from ray.tune.search.sample import Domain
 
-    from sweeps.runner import algorithm_config
-
     def find(node: Any, path: tuple[str, ...]) -> tuple[str, ...] | None:
         if isinstance(node, Domain):
             return path
@@ -252,8 +246,6 @@ def build_confirm_tuner(options, db_url: str, plan: Plan):
     """A Tuner that runs exactly ``plan.missing``: one trial per (config, seed), FIFO, no ASHA."""
     from ray import tune
     from ray.tune.search.basic_variant import BasicVariantGenerator
-
-    from sweeps.runner import algorithm_config, build_callbacks, run_config, trial_dirname
 
     keys = list(options.sweep.search_space)
     domains = {
@@ -297,7 +289,6 @@ def run_confirm(options, db_url: str, *, top: int, seeds: int) -> bool:
     """Run what the confirm stage of ``options.name`` still misses (Ray must be connected), then
     evaluate the confirm trials; return False if it was interrupted."""
     from callbacks.store import find_sweep
-    from sweeps.evaluation import evaluate_trials
 
     plan = plan_confirm(db_url, options.name, top=top, seeds=seeds)
     if not plan.candidates or not plan.seeds:
@@ -449,8 +440,6 @@ def confirmed_table(db_url: str, name: str, *, metric: str, mode: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m sweeps.confirm NAME --top K --seeds N``: confirm an existing sweep."""
-    from sweeps.runner import SweepError, connect_ray, warn_about_password
-
     parser = argparse.ArgumentParser(
         prog="python -m sweeps.confirm",
         description="Re-run a sweep's top K configs with N fresh seeds each (full budget, no "

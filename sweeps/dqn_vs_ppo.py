@@ -11,7 +11,7 @@ from dataclasses import replace
 
 from ray import tune
 
-from sweeps.runner import compare
+from sweeps.compare import run_and_compare
 from sweeps.spec import DQN_COLLAPSE, DQN_SMOKE, PPO_SMOKE, Asha, Sweep
 
 SEEDS = [0, 1, 2, 3]
@@ -36,4 +36,4 @@ SWEEPS = [
 ]
 
 if __name__ == "__main__":
-    sys.exit(compare(SWEEPS))
+    sys.exit(run_and_compare(SWEEPS))

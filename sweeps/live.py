@@ -9,6 +9,8 @@ import logging
 import threading
 from pathlib import Path
 
+from sweeps.report import write_report
+
 __all__ = ["LiveReport"]
 
 logger = logging.getLogger(__name__)
@@ -35,8 +37,6 @@ class LiveReport:
             self._thread.join(timeout=60)
 
     def _loop(self) -> None:
-        from sweeps.report import write_report
-
         while not self._stop.wait(self.every_s):
             try:
                 write_report(self.db_url, self.name, self.out_dir)

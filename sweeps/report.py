@@ -36,6 +36,7 @@ from sweeps.queries import (
     read_sweep,
     study_importances,
 )
+from sweeps.stats import FINAL_METRIC
 
 __all__ = [
     "LEADERBOARD_SQL",
@@ -383,8 +384,6 @@ def _confirmed_section(
             "--confirm-seeds N, or python -m sweeps.confirm NAME) re-runs the best configs "
             "over fresh seeds."
         )
-    from sweeps.stats import FINAL_METRIC
-
     head = (
         "<tr><th>#</th><th>config of</th><th>params</th><th>N</th>"
         f"<th>final {_e(metric)}<br>IQM [95 % CI]</th><th>eval flag rate<br>IQM [95 % CI]</th>"

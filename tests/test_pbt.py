@@ -280,7 +280,7 @@ def test_pb2_needs_numeric_ranges(fresh_db_url, tmp_path, capsys, monkeypatch):
 
 
 def test_a_population_is_the_trials_and_an_asha_sweep_must_count_its_own():
-    from sweeps.runner import parse_options
+    from sweeps.options import parse_options
     from sweeps.spec import Asha, Sweep
 
     assert PBT_SWEEP.num_samples is None

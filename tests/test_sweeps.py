@@ -620,7 +620,7 @@ def test_a_gpu_learner_on_a_machine_without_gpus_fails_instead_of_pending_foreve
 def test_the_stored_launch_command_never_holds_the_password_however_the_flag_is_spelled(
     spelling, fresh_db_url
 ):
-    from sweeps.runner import parse_options
+    from sweeps.options import parse_options
 
     url = fresh_db_url.replace("postgres:@", "postgres:s3cr%40t-pw@") + "&password=other-pw"
     options = parse_options(PPO_SWEEP, [s.format(url=url) for s in spelling] + ["--smoke"])
@@ -630,10 +630,10 @@ def test_the_stored_launch_command_never_holds_the_password_however_the_flag_is_
 
 
 def test_a_password_in_the_url_is_warned_about_masked_at_start(fresh_db_url, capsys):
-    from sweeps import runner
+    from sweeps import options as runner_options
 
     url = fresh_db_url.replace("postgres:@", "postgres:visible-pw@")
-    runner.warn_about_password(url)
+    runner_options.warn_about_password(url)
     err = capsys.readouterr().err.strip()
     assert "PGPASSWORD" in err and "visible-pw" not in err and "***" in err and "\n" not in err
 
@@ -676,7 +676,9 @@ def test_bad_cli_value_exits_non_zero_as_a_script(tmp_path):
 
 
 def test_every_sweep_script_has_help(tmp_path):
-    entry = re.compile(r"^from sweeps\.runner import (main|compare)$", re.MULTILINE)
+    entry = re.compile(
+        r"^from sweeps\.(runner import main|compare import run_and_compare)$", re.MULTILINE
+    )
     scripts = [p for p in sorted((REPO / "sweeps").glob("*.py")) if entry.search(p.read_text())]
     assert len(scripts) >= 3
     for script in scripts:
@@ -859,21 +861,23 @@ def test_dqn_vs_ppo_checks_both_names_before_running_either(
     fresh_db_url, tmp_path, capsys, monkeypatch
 ):
     from callbacks.store import ResultsStore, prepare_database
-    from sweeps import dqn_vs_ppo, runner
+    from sweeps import compare, dqn_vs_ppo, runner
 
     prepare_database(fresh_db_url)
     with ResultsStore(fresh_db_url) as store:
         store.start_sweep(name="cmp-dqn", algo="DQN", search_space={}, metric="m", mode="max")
     monkeypatch.setenv("MARIO_SWEEPS_STATE_DIR", str(tmp_path))
     monkeypatch.setattr(runner, "connect_ray", lambda options: pytest.fail("Ray was started"))
-    assert runner.compare(dqn_vs_ppo.SWEEPS, ["--db-url", fresh_db_url, "--name", "cmp"]) == 2
+    assert (
+        compare.run_and_compare(dqn_vs_ppo.SWEEPS, ["--db-url", fresh_db_url, "--name", "cmp"]) == 2
+    )
     assert "'cmp-dqn' already exists" in capsys.readouterr().err
     assert [name for _, name, _ in sweep_rows(fresh_db_url)] == ["cmp-dqn"]
 
 
 def test_dqn_vs_ppo_resumes_a_custom_named_comparison_by_its_sweeps_names(tmp_path, monkeypatch):
     from sweeps import dqn_vs_ppo
-    from sweeps.runner import SweepError, parse_options
+    from sweeps.options import SweepError, parse_options
 
     monkeypatch.setenv("MARIO_SWEEPS_STATE_DIR", str(tmp_path))
     with pytest.raises(SweepError, match="no interrupted sweep 'cmp-ppo'"):
