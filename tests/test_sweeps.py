@@ -774,7 +774,8 @@ def test_one_ctrl_c_ends_the_sweep_in_seconds_with_complete_rows_and_w_and_b_fil
     reached = dict(
         rows(
             fresh_db_url,
-            "SELECT trial_id, max(env_steps_lifetime) FROM mario_sweeps.iterations GROUP BY trial_id",
+            "SELECT trial_id, max(env_steps_lifetime) FROM mario_sweeps.iterations"
+            " GROUP BY trial_id",
         )
     )
     done = run_sweep("sweeps/ppo_lr_entropy.py", *args, "--resume", tmp_path=tmp_path)
