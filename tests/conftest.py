@@ -5,7 +5,9 @@ database (``fresh_db_url``) rather than their own server.
 """
 
 import os
+import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -47,3 +49,55 @@ def ray_session():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
     yield ray
     ray.shutdown()
+
+
+SMOKE_PASSWORD = "smoke-Secret-pw"
+"""In the smoke sweep's --db-url (the embedded server trusts any password): no file, row or log
+line may hold it."""
+
+
+@dataclass(frozen=True)
+class SmokeSweep:
+    done: subprocess.CompletedProcess
+    db_url: str
+    """Without the password (tests read the database with it)."""
+    state: Path
+    """The sweep's state directory (``MARIO_SWEEPS_STATE_DIR``): experiment, W&B files, report."""
+    name: str = "ppo_lr_entropy-smoke"
+
+    @property
+    def output(self) -> str:
+        return self.done.stdout + self.done.stderr
+
+    @property
+    def experiment(self) -> Path:
+        return self.state / "ray_results" / self.name
+
+
+@pytest.fixture(scope="session")
+def smoke_sweep(postgres_server, tmp_path_factory) -> SmokeSweep:
+    """One real PPO smoke sweep, run as a user runs it, that many tests read: 3 search trials
+    under Optuna and ASHA, the best checkpoint evaluated (2 episodes, video), the confirm stage
+    (top 2 configs x 2 seeds), W&B offline files and the report; launched with a password in its
+    --db-url. Tests that add rows (``sweeps.confirm`` again) come last in their file."""
+    from tests.helpers import run_sweep
+
+    db_url = create_database(postgres_server)
+    state = tmp_path_factory.mktemp("smoke-sweep")
+    done = run_sweep(
+        "sweeps/ppo_lr_entropy.py",
+        "--smoke",
+        "--confirm-top",
+        "2",
+        "--confirm-seeds",
+        "2",
+        "--eval-episodes",
+        "2",
+        "--wandb-mode",
+        "offline",
+        "--db-url",
+        db_url.replace("postgres:@", f"postgres:{SMOKE_PASSWORD}@"),
+        tmp_path=state,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return SmokeSweep(done=done, db_url=db_url, state=state / "state")

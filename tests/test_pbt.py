@@ -16,10 +16,9 @@ from ray import tune
 
 from sweeps.ppo_pbt import SWEEP as PBT_SWEEP
 from sweeps.runner import main
-from tests.test_sweeps import REPO, assert_nothing_written, rows, run_sweep, sweep_env, sweep_rows
+from tests.helpers import REPO, assert_nothing_written, rows, run_sweep, sweep_env, sweep_rows
 
 # 4 members x 6 iterations of 256 env steps, perturbed every 256 steps: several exploits in ~1 min.
-SMOKE_PBT = ["--smoke", "--max-env-steps", "1536", "--perturbation-interval", "256"]
 EXPLOIT_LINE = re.compile(r"\[Exploit\] Cloning trial")
 LEARNER = "{learners,default_policy}"
 
@@ -113,7 +112,7 @@ def test_pb2_perturbations_reach_the_learner_and_every_exploit_is_stored_once(
     # PBT's explore is checked the same way by the resume test below, on a resumed population.
     done = run_sweep(
         "sweeps/ppo_pbt.py",
-        *SMOKE_PBT,
+        "--smoke",  # as a user's first look at PBT: it must show exploits
         "--scheduler",
         "pb2",
         "--db-url",

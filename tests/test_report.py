@@ -28,6 +28,7 @@ from callbacks.store.tables import iteration_row
 from sweeps import report
 from sweeps.queries import read_sweep, study_importances
 from tests.databases import create_database
+from tests.helpers import TRIAL_FIGURES, gids, trials_in
 
 REPO = Path(__file__).resolve().parents[1]
 METRIC = "mario/x_pos_smoothed"
@@ -228,26 +229,7 @@ def built(sweep):
     return data, report.build_figures(data, importance)
 
 
-def gids(figure) -> list[str]:
-    return [a.get_gid() for a in figure.findobj() if a.get_gid()]
-
-
-def trials_in(figure, kind: str) -> set[str]:
-    return {g.split(":")[1] for g in gids(figure) if g.split(":")[0] == kind}
-
-
 # -- figures -------------------------------------------------------------------------------
-
-
-TRIAL_FIGURES = {
-    "learning-curves": ["metric", "x_pos_mean", "x_pos_max"],
-    "learning-curves-per-trial": ["metric", "x_pos_mean", "x_pos_max"],
-    "search-parameters": ["search"],
-    "search-parallel": ["parallel"],
-    "episode-ends": ["ends"],
-    "flag-rate": ["flag_rate"],
-    "training-health": ["entropy", "kl", "loss", "vf_loss"],
-}
 
 
 @pytest.mark.parametrize("key", list(TRIAL_FIGURES))

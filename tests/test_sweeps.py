@@ -13,67 +13,33 @@ import textwrap
 import time
 from pathlib import Path
 
-import psycopg2
 import pytest
 
 from sweeps.ppo_lr_entropy import SWEEP as PPO_SWEEP
 from sweeps.runner import main
 from tests import wandb_files
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def sweep_env(tmp_path: Path) -> dict:
-    return {
-        **os.environ,
-        "MARIO_SWEEPS_STATE_DIR": str(tmp_path / "state"),
-        "WANDB_MODE": "offline",
-        "PYTHONUNBUFFERED": "1",
-    }
-
-
-def run_sweep(script: str | Path, *args: str, tmp_path: Path, timeout: int = 600):
-    return subprocess.run(
-        [sys.executable, str(REPO / script) if isinstance(script, str) else str(script), *args],
-        cwd=REPO,
-        env=sweep_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def rows(db_url: str, sql: str, *params) -> list[tuple]:
-    conn = psycopg2.connect(db_url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, params)
-            return cur.fetchall()
-    finally:
-        conn.close()
-
-
-def sweep_rows(db_url: str) -> list[tuple]:
-    exists = rows(db_url, "SELECT to_regclass('mario_sweeps.sweeps') IS NOT NULL")[0][0]
-    return rows(db_url, "SELECT id, name, status FROM mario_sweeps.sweeps") if exists else []
+from tests.conftest import SMOKE_PASSWORD
+from tests.helpers import (
+    REPO,
+    TRIAL_FIGURES,
+    assert_nothing_written,
+    driver_output,
+    gids,
+    rows,
+    run_module,
+    run_sweep,
+    start_sweep,
+    sweep_rows,
+    trials_in,
+    wait_for_iterations,
+)
 
 
 @pytest.mark.slow
 def test_ppo_smoke_sweep_records_its_search_then_confirms_the_top_configs_over_seeds(
-    fresh_db_url, tmp_path
+    smoke_sweep,
 ):
-    done = run_sweep(
-        "sweeps/ppo_lr_entropy.py",
-        "--smoke",
-        "--confirm-top",
-        "2",
-        "--confirm-seeds",
-        "2",
-        "--db-url",
-        fresh_db_url,
-        tmp_path=tmp_path,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done, fresh_db_url = smoke_sweep.done, smoke_sweep.db_url
     assert "leaderboard (3 search trials" in done.stdout and "best checkpoint: /" in done.stdout
     # The console's progress table is ours (Tune's default output would ignore it).
     assert "x_pos max" in done.stdout and "num_env_runner_sample_calls" not in done.stdout
@@ -111,60 +77,6 @@ def test_ppo_smoke_sweep_records_its_search_then_confirms_the_top_configs_over_s
     for *_, checkpoint in trials:
         assert checkpoint is None or Path(checkpoint).is_dir()  # what Tune kept, not deleted
     assert_the_confirm_stage_reran_the_top_two_configs(fresh_db_url, sweep_id, done.stdout)
-
-    # Confirming again with a third seed runs only the two missing (config, seed) pairs.
-    before = rows(
-        fresh_db_url,
-        "SELECT trial_id, finished_at FROM mario_sweeps.trials WHERE stage = 'confirm'",
-    )
-    again = run_module(
-        "sweeps.confirm",
-        name,
-        "--top",
-        "2",
-        "--seeds",
-        "3",
-        "--eval-episodes",
-        "1",
-        "--db-url",
-        fresh_db_url,
-        "--wandb-mode",
-        "disabled",
-        tmp_path=tmp_path,
-    )
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert "(2 trials to run" in again.stdout
-    after = rows(
-        fresh_db_url,
-        "SELECT trial_id, finished_at, seed FROM mario_sweeps.trials WHERE stage = 'confirm'",
-    )
-    assert {(t, f) for t, f, _ in after} >= set(before)  # the finished ones untouched
-    assert sorted(seed for t, _, seed in after if (t,) not in {(b,) for b, _ in before}) == [
-        1002,
-        1002,
-    ]
-    top, second = (line.split()[1] for line in confirmed_lines(again.stdout))
-    compared = run_module(
-        "sweeps.compare",
-        f"{name}:{top}",
-        f"{name}:{second}",
-        "--db-url",
-        fresh_db_url,
-        tmp_path=tmp_path,
-    )
-    assert compared.returncode == 0, compared.stderr
-    assert "3 confirm runs" in compared.stdout and "\nverdict: " in compared.stdout
-
-
-def run_module(module: str, *args: str, tmp_path: Path, timeout: int = 600):
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=REPO,
-        env=sweep_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def confirmed_lines(stdout: str) -> list[str]:
@@ -206,7 +118,7 @@ def assert_the_confirm_stage_reran_the_top_two_configs(db_url, sweep_id, stdout)
     for _, _, same_params, status, reason, steps, final, returns, evals in confirmed:
         assert same_params and status == "terminated" and reason in ("completed", "collapse")
         assert steps >= 1_000 or reason == "collapse"  # the full budget: ASHA is off
-        assert final is not None and returns and evals == 1
+        assert final is not None and returns and evals == 2  # --eval-episodes 2
     by_config = {}
     for repeats, _, _, _, _, _, _, returns, _ in confirmed:
         by_config.setdefault(repeats, []).append(returns)
@@ -217,37 +129,26 @@ def assert_the_confirm_stage_reran_the_top_two_configs(db_url, sweep_id, stdout)
 
 @pytest.mark.slow
 def test_a_sweep_ends_by_evaluating_its_best_checkpoint_with_rows_a_video_and_w_and_b(
-    fresh_db_url, tmp_path
+    smoke_sweep,
 ):
-    done = run_sweep(
-        "sweeps/ppo_lr_entropy.py",
-        "--smoke",
-        "--confirm-top",
-        "0",
-        "--num-samples",
-        "2",
-        "--eval-episodes",
-        "2",
-        "--db-url",
-        fresh_db_url,
-        tmp_path=tmp_path,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done, fresh_db_url = smoke_sweep.done, smoke_sweep.db_url
     [(best, checkpoint)] = rows(
         fresh_db_url,
-        "SELECT trial_id, best_checkpoint FROM mario_sweeps.trials"
+        "SELECT trial_id, best_checkpoint FROM mario_sweeps.trials WHERE stage = 'search'"
         " ORDER BY best_metric DESC NULLS LAST LIMIT 1",
     )
     evaluations = rows(
         fresh_db_url,
         "SELECT trial_id, checkpoint, policy, count(*), count(DISTINCT episode),"
-        " bool_and(x_pos > 0), max(protocol) FROM mario_sweeps.evaluations GROUP BY 1, 2, 3",
+        " bool_and(x_pos > 0), max(protocol) FROM mario_sweeps.evaluations"
+        " WHERE trial_id = %s GROUP BY 1, 2, 3",
+        best,
     )
     protocol = "greedy, sticky 0.25, 0-30 no-op starts"
     assert evaluations == [(best, checkpoint, "greedy", 2, 2, True, protocol)]
     assert f"evaluation  trial {best}, 2 episodes ({protocol})" in done.stdout
     assert f"eval: 2 episodes, {protocol}" in done.stdout  # under the leaderboard
-    experiment = tmp_path / "state" / "ray_results" / "ppo_lr_entropy-smoke"
+    experiment = smoke_sweep.experiment
     import imageio.v3 as iio
 
     assert len(iio.imread(experiment / "best-greedy.mp4")) > 2  # a real clip, many frames
@@ -261,10 +162,44 @@ def test_a_sweep_ends_by_evaluating_its_best_checkpoint_with_rows_a_video_and_w_
     assert_figures_cover_every_trial(fresh_db_url, "ppo_lr_entropy-smoke")
 
     # optuna-dashboard, as the README says to start it, reads the same study back.
-    ours = rows(fresh_db_url, "SELECT stop_reason FROM mario_sweeps.trials")
+    ours = rows(fresh_db_url, "SELECT stop_reason FROM mario_sweeps.trials WHERE stage = 'search'")
     theirs = dashboard_trial_states(fresh_db_url, "mario-sweeps/ppo_lr_entropy-smoke")
     expected = {"completed": "Complete", "collapse": "Complete", "asha": "Pruned"}
     assert sorted(theirs) == sorted(expected[reason] for (reason,) in ours)
+
+
+@pytest.mark.slow
+def test_a_password_in_the_db_url_reaches_no_file_row_or_console_line(smoke_sweep):
+    """Files of every kind (W&B run files with the command line, Tune's pickles, checkpoints,
+    the report) and every row of our tables; the console shows it masked."""
+    secret = SMOKE_PASSWORD.encode()
+    files = [p for p in smoke_sweep.state.rglob("*") if p.is_file() and "postgres" not in p.parts]
+    assert any(p.suffix == ".wandb" for p in files) and any(p.name == "tuner.pkl" for p in files)
+    assert [p for p in files if secret in p.read_bytes()] == []
+    for table in ("sweeps", "trials", "iterations", "episodes", "evaluations"):
+        [(text,)] = rows(
+            smoke_sweep.db_url, f"SELECT json_agg(t)::text FROM mario_sweeps.{table} t"
+        )
+        assert text and SMOKE_PASSWORD not in text, table
+    assert SMOKE_PASSWORD not in smoke_sweep.output and "postgres:***@" in smoke_sweep.output
+
+
+@pytest.mark.slow
+def test_a_smoke_sweeps_console_has_no_error_lines_tracebacks_or_deprecation_notices(smoke_sweep):
+    """What a newcomer reads: Ray's and W&B's own noise stays out (a real error still shows: the
+    failing-trial tests read it)."""
+    lines = smoke_sweep.output.splitlines()
+    noise = [
+        line
+        for line in lines
+        if re.search(
+            r"(^|\] )E \d|\bE \d+ \d+\]|Traceback|deprecat|Install gputil|new API stack", line
+        )
+    ]
+    assert noise == []
+    # W&B's own sync hint names Ray's temporary session dir; ours names the storage path.
+    assert "wandb sync /tmp/ray" not in smoke_sweep.output
+    assert f"wandb sync {smoke_sweep.experiment}/*/wandb/offline-run-*" in smoke_sweep.output
 
 
 def assert_figures_cover_every_trial(db_url: str, name: str) -> None:
@@ -272,7 +207,6 @@ def assert_figures_cover_every_trial(db_url: str, name: str) -> None:
     marker with the stop reason the store holds."""
     from sweeps.queries import read_sweep, study_importances
     from sweeps.report import build_figures
-    from tests.test_report import TRIAL_FIGURES, gids, trials_in
 
     figures = build_figures(
         read_sweep(db_url, name), study_importances(db_url, f"mario-sweeps/{name}")
@@ -542,15 +476,6 @@ def test_bad_cli_values_fail_with_one_line_and_leave_no_sweep_row(
     assert_nothing_written(fresh_db_url, tmp_path)
 
 
-def assert_nothing_written(db_url: str, state: Path) -> None:
-    """No sweep row, no Optuna study, no experiment directory."""
-    assert sweep_rows(db_url) == []
-    studies = rows(db_url, "SELECT to_regclass('public.studies') IS NOT NULL")[0][0]
-    assert not studies or rows(db_url, "SELECT count(*) FROM studies") == [(0,)]
-    results = state / "ray_results"
-    assert not results.exists() or not any(results.iterdir())
-
-
 def test_a_storage_path_that_is_a_file_or_unwritable_fails_before_anything_is_written(
     fresh_db_url, tmp_path, capsys, monkeypatch
 ):
@@ -684,36 +609,6 @@ def test_every_sweep_script_has_help(tmp_path):
     for script in scripts:
         done = run_sweep(f"sweeps/{script.name}", "--help", tmp_path=tmp_path, timeout=120)
         assert done.returncode == 0 and "--num-samples" in done.stdout, script.name
-
-
-def start_sweep(args: list[str], tmp_path: Path) -> subprocess.Popen:
-    """A sweep driver in its own process group, as a terminal's foreground job is; its output
-    goes to ``tmp_path / "driver.log"`` (a pipe nobody reads would fill and stall it)."""
-    log = (tmp_path / "driver.log").open("w")
-    return subprocess.Popen(
-        [sys.executable, str(REPO / "sweeps/ppo_lr_entropy.py"), *args],
-        cwd=REPO,
-        env=sweep_env(tmp_path),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def driver_output(tmp_path: Path) -> str:
-    return (tmp_path / "driver.log").read_text()[-3000:]
-
-
-def wait_for_iterations(db_url: str, driver: subprocess.Popen, count: int) -> None:
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and driver.poll() is None:
-        if (
-            sweep_rows(db_url)
-            and rows(db_url, "SELECT count(*) FROM mario_sweeps.iterations")[0][0] >= count
-        ):
-            return
-        time.sleep(0.5)
-    raise AssertionError("the sweep ended or stalled before it could be interrupted")
 
 
 INTERRUPTIBLE = [
@@ -945,3 +840,52 @@ def test_a_sweep_searches_a_schedule_shape_and_every_trial_trains_on_its_schedul
             lrs = lrs if isinstance(lrs, list) else [lrs]  # RLlib unwraps a one-item series
             assert lrs and all(lr == pytest.approx(expected, rel=1e-6) for lr in lrs)
             assert coeff == pytest.approx(0.02 + (0.005 - 0.02) * min(at / 256, 1.0), rel=1e-6)
+
+
+@pytest.mark.slow
+def test_confirming_again_with_a_third_seed_runs_only_the_missing_pairs_and_compares_them(
+    smoke_sweep, tmp_path
+):
+    """Last of the smoke sweep's readers in this file: it adds confirm trials to its database."""
+    fresh_db_url, name = smoke_sweep.db_url, smoke_sweep.name
+    before = rows(
+        fresh_db_url,
+        "SELECT trial_id, finished_at FROM mario_sweeps.trials WHERE stage = 'confirm'",
+    )
+    again = run_module(
+        "sweeps.confirm",
+        name,
+        "--top",
+        "2",
+        "--seeds",
+        "3",
+        "--eval-episodes",
+        "1",
+        "--db-url",
+        fresh_db_url,
+        "--wandb-mode",
+        "disabled",
+        tmp_path=tmp_path,
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "(2 trials to run" in again.stdout
+    after = rows(
+        fresh_db_url,
+        "SELECT trial_id, finished_at, seed FROM mario_sweeps.trials WHERE stage = 'confirm'",
+    )
+    assert {(t, f) for t, f, _ in after} >= set(before)  # the finished ones untouched
+    assert sorted(seed for t, _, seed in after if (t,) not in {(b,) for b, _ in before}) == [
+        1002,
+        1002,
+    ]
+    top, second = (line.split()[1] for line in confirmed_lines(again.stdout))
+    compared = run_module(
+        "sweeps.compare",
+        f"{name}:{top}",
+        f"{name}:{second}",
+        "--db-url",
+        fresh_db_url,
+        tmp_path=tmp_path,
+    )
+    assert compared.returncode == 0, compared.stderr
+    assert "3 confirm runs" in compared.stdout and "\nverdict: " in compared.stdout

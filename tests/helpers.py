@@ -1,0 +1,117 @@
+"""What many test files share: running a sweep as a user does (a subprocess with its own state
+directory), reading the results database, and the report's figure ids."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg2
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def sweep_env(tmp_path: Path) -> dict:
+    return {
+        **os.environ,
+        "MARIO_SWEEPS_STATE_DIR": str(tmp_path / "state"),
+        "WANDB_MODE": "offline",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def run_sweep(script: str | Path, *args: str, tmp_path: Path, timeout: int = 600):
+    return subprocess.run(
+        [sys.executable, str(REPO / script) if isinstance(script, str) else str(script), *args],
+        cwd=REPO,
+        env=sweep_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def rows(db_url: str, sql: str, *params) -> list[tuple]:
+    conn = psycopg2.connect(db_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+def sweep_rows(db_url: str) -> list[tuple]:
+    exists = rows(db_url, "SELECT to_regclass('mario_sweeps.sweeps') IS NOT NULL")[0][0]
+    return rows(db_url, "SELECT id, name, status FROM mario_sweeps.sweeps") if exists else []
+
+
+def run_module(module: str, *args: str, tmp_path: Path, timeout: int = 600):
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO,
+        env=sweep_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def assert_nothing_written(db_url: str, state: Path) -> None:
+    """No sweep row, no Optuna study, no experiment directory."""
+    assert sweep_rows(db_url) == []
+    studies = rows(db_url, "SELECT to_regclass('public.studies') IS NOT NULL")[0][0]
+    assert not studies or rows(db_url, "SELECT count(*) FROM studies") == [(0,)]
+    results = state / "ray_results"
+    assert not results.exists() or not any(results.iterdir())
+
+
+def start_sweep(args: list[str], tmp_path: Path) -> subprocess.Popen:
+    """A sweep driver in its own process group, as a terminal's foreground job is; its output
+    goes to ``tmp_path / "driver.log"`` (a pipe nobody reads would fill and stall it)."""
+    log = (tmp_path / "driver.log").open("w")
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "sweeps/ppo_lr_entropy.py"), *args],
+        cwd=REPO,
+        env=sweep_env(tmp_path),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def driver_output(tmp_path: Path) -> str:
+    return (tmp_path / "driver.log").read_text()[-3000:]
+
+
+def wait_for_iterations(db_url: str, driver: subprocess.Popen, count: int) -> None:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and driver.poll() is None:
+        if (
+            sweep_rows(db_url)
+            and rows(db_url, "SELECT count(*) FROM mario_sweeps.iterations")[0][0] >= count
+        ):
+            return
+        time.sleep(0.5)
+    raise AssertionError("the sweep ended or stalled before it could be interrupted")
+
+
+def gids(figure) -> list[str]:
+    return [a.get_gid() for a in figure.findobj() if a.get_gid()]
+
+
+def trials_in(figure, kind: str) -> set[str]:
+    return {g.split(":")[1] for g in gids(figure) if g.split(":")[0] == kind}
+
+
+TRIAL_FIGURES = {
+    "learning-curves": ["metric", "x_pos_mean", "x_pos_max"],
+    "learning-curves-per-trial": ["metric", "x_pos_mean", "x_pos_max"],
+    "search-parameters": ["search"],
+    "search-parallel": ["parallel"],
+    "episode-ends": ["ends"],
+    "flag-rate": ["flag_rate"],
+    "training-health": ["entropy", "kl", "loss", "vf_loss"],
+}
+"""Figures of the report that draw every trial, and the kinds of artist (gid prefix) in each."""
