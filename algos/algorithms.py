@@ -7,8 +7,18 @@ its first post-restore episodes only, and ASHA and the collapse detector judge t
 with ``get_state``/``set_state`` is saved in the Algorithm's own state file and restored with it.
 """
 
+from typing import TYPE_CHECKING
+
 from ray.rllib.algorithms.dqn import DQN
 from ray.rllib.algorithms.ppo import PPO
+
+if TYPE_CHECKING:
+    from ray.rllib.algorithms.algorithm import Algorithm
+
+    # A mixin of RLlib's Algorithm: the checker sees that base, runtime keeps ``object``.
+    _AlgorithmBase = Algorithm
+else:
+    _AlgorithmBase = object
 
 __all__ = ["MarioDQN", "MarioPPO"]
 
@@ -16,7 +26,7 @@ CALLBACK_STATE = "mario_callbacks"
 """The key of the callbacks' states in the Algorithm's state (``state.pkl`` of a checkpoint)."""
 
 
-class _CheckpointsCallbacks:
+class _CheckpointsCallbacks(_AlgorithmBase):
     def _stateful_callbacks(self) -> list:
         callbacks = self.callbacks if isinstance(self.callbacks, list) else [self.callbacks]
         return [c for c in callbacks if hasattr(c, "get_state") and hasattr(c, "set_state")]

@@ -8,7 +8,7 @@ validated (``algos.hparams``) before anything touches Ray.
 """
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
@@ -27,6 +27,15 @@ from algos.hparams import DQN_RULES, PPO_RULES, HParamError, check_hparams
 from algos.model import MarioDQNModule, MarioPPOModule, mario_model_config
 from envs import ENV_NAME, validate_env_config
 from envs.tasks import task_info
+
+if TYPE_CHECKING:
+    from ray.rllib.core.learner.torch.torch_learner import TorchLearner
+
+    # The learner mixins below are mixed into RLlib's torch learners and use their attributes;
+    # the checker sees that base, runtime keeps ``object`` (the MRO stays as it is).
+    _LearnerBase = TorchLearner
+else:
+    _LearnerBase = object
 
 __all__ = [
     "PPO_DEFAULTS",
@@ -126,7 +135,7 @@ def schedule_of(config: AlgorithmConfig, name: str) -> float | list:
     return [[0, value], [getattr(config, SCHEDULE_HORIZON), value * fraction]]
 
 
-class _FastTorchLearner:
+class _FastTorchLearner(_LearnerBase):
     """Two CPU savings in RLlib's torch learner, behaviour unchanged.
 
     - Adam with PyTorch's fused CPU kernel instead of the per-tensor loop.
@@ -140,7 +149,7 @@ class _FastTorchLearner:
     """
 
     def configure_optimizers_for_module(self, module_id, config=None) -> None:
-        params = self.get_parameters(self._module[module_id])
+        params = self.get_parameters(self.module[module_id])
         self.register_optimizer(
             module_id=module_id,
             optimizer=torch.optim.Adam(params, fused=True),
@@ -176,7 +185,7 @@ def scheduled_value(value_or_schedule: Any, env_steps: int) -> float:
     return float(schedule.value(env_steps))
 
 
-class _ConfiguredLearningRate:
+class _ConfiguredLearningRate(_LearnerBase):
     """Every update starts with the learning rate the trial's config says.
 
     RLlib restores an optimizer's ``param_groups`` (its lr included) with the optimizer state and
@@ -250,15 +259,15 @@ class Resources:
         return cls(cpus_for_main_process=0.5, cpus_per_env_runner=(cores - 0.5) / cores)
 
 
-def _common(
-    config: AlgorithmConfig,
+def _common[C: AlgorithmConfig](
+    config: C,
     *,
     module_class: type,
     env_config: dict | None,
     hp: dict[str, Any],
     resources: Resources,
     schedule_env_steps: int | None,
-) -> AlgorithmConfig:
+) -> C:
     env_config = {**MARIO_ENV_DEFAULTS, **(env_config or {})}
     tasks = validate_env_config(env_config).tasks
     if "action_set" not in env_config and all(task_info(t).game == "smb1" for t in tasks):
@@ -281,14 +290,17 @@ def _common(
         .env_runners(
             num_env_runners=hp.pop("num_env_runners"),
             num_envs_per_env_runner=hp.pop("num_envs_per_env_runner"),
-            num_cpus_per_env_runner=resources.cpus_per_env_runner,
+            # RLlib types these as ints; fractions of a CPU are what Ray schedules on.
+            num_cpus_per_env_runner=resources.cpus_per_env_runner,  # type: ignore[arg-type]
             **(
                 {"rollout_fragment_length": hp.pop("rollout_fragment_length")}
                 if "rollout_fragment_length" in hp
                 else {}
             ),
         )
-        .resources(num_cpus_for_main_process=resources.cpus_for_main_process)
+        .resources(
+            num_cpus_for_main_process=resources.cpus_for_main_process  # type: ignore[arg-type]
+        )
         .learners(
             num_learners=0,
             num_cpus_per_learner=resources.cpus_for_main_process,

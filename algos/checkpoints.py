@@ -6,8 +6,12 @@ it loads the RLModule alone, so evaluating a checkpoint starts in seconds on any
 
 import pickle
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from ray.rllib.core.rl_module.rl_module import RLModule
+
+if TYPE_CHECKING:
+    from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 
 __all__ = ["CheckpointError", "LoadedPolicy", "load_policy"]
 
@@ -46,7 +50,8 @@ def load_policy(path: str | Path) -> LoadedPolicy:
         config = saved["ctor_args_and_kwargs"][0][0]
         env_config = dict(config["env_config"])
         algo = saved["class"].__name__
-        module = RLModule.from_checkpoint(root / _MODULE_DIR)
+        # Our modules are torch ones (``framework("torch")``): an nn.Module, with ``eval()``.
+        module = cast("TorchRLModule", RLModule.from_checkpoint(root / _MODULE_DIR))
     except Exception as err:  # any unpickling/torch error means the same thing to the user
         raise CheckpointError(
             f"checkpoint {str(path)!r} could not be read ({type(err).__name__}: "

@@ -140,7 +140,7 @@ def evaluate(
     """Play ``episodes`` episodes under ``protocol``; write the best (by x_pos, then return) to
     ``video``. Episode ``i`` is seeded ``seed + i`` (its start, its sticky draws, its samples)."""
     problem = None if video is None else _video_problem(video)
-    if problem is not None:
+    if video is not None and problem is not None:
         raise ValueError(_video_error(video, problem))
     env_config = dict(policy.env_config)
     # The policy's output layer fixes the action set: keep it whatever game is evaluated.
@@ -188,9 +188,9 @@ def evaluate(
                 min(noops, length),
             )
             results.append(result)
-            key = (result.x_pos, result.total_return)
-            if writer is not None and (best_key is None or key > best_key):
-                best_key, best_file = key, clip
+            rank = (result.x_pos, result.total_return)
+            if writer is not None and (best_key is None or rank > best_key):
+                best_key, best_file = rank, clip
         if video is not None and best_file is not None:
             video.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(best_file, video)

@@ -60,7 +60,7 @@ class EpisodeRecorder(RLlibCallback):
         super().__init__()
         self._ema: dict[str, float | None] = {"return": None, "x_pos": None}
         sizes = self.RECENT_EPISODES if recent_episodes is None else recent_episodes
-        self._recent = {n: deque(maxlen=n) for n in sizes}
+        self._recent: dict[int, deque[float]] = {n: deque(maxlen=n) for n in sizes}
 
     def get_state(self) -> dict:
         """The windows behind the smoothed metrics, as plain values (checkpointed)."""

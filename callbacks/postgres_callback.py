@@ -142,7 +142,13 @@ class PostgresCallback(Callback):
 
     # -- Tune hooks ------------------------------------------------------------------------
 
-    def setup(self, **info: Any) -> None:
+    def setup(
+        self,
+        stop: Any = None,
+        num_samples: int | None = None,
+        total_num_samples: int | None = None,
+        **info: Any,
+    ) -> None:
         """Create the sweep row (reopen it on restore) and open the store."""
         if self._store is not None:
             self._store.close(self.flush_timeout_s)

@@ -21,6 +21,7 @@ Example::
 """
 
 from collections import deque
+from typing import Any
 
 import cv2
 import gym_super_mario_bros
@@ -75,7 +76,7 @@ class MarioEnv(gym.Env):
         if cfg.task_weights is not None:
             self._weights = np.asarray(cfg.task_weights) / sum(cfg.task_weights)
         self._nes_by_task: dict[str, gym.Env] = {}
-        self._nes = None
+        self._nes: Any = None  # the current task's nes-py emulator (reset() sets it)
         self._frames: deque = deque(maxlen=cfg.frame_stack)
         # Two reusable full-size buffers: the second-to-last frame of a skip and the last one.
         screen_shape = (240, 256) if cfg.grayscale else (240, 256, 3)

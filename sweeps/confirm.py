@@ -228,7 +228,9 @@ def _config_paths(options, keys: list[str]) -> dict[str, tuple[str, ...]]:
     for key in keys:
         probe = options.hparams.get(key, 1)
         config = algorithm_config(options, search_space={key: tune.choice([probe])})
-        paths[key] = find(config.to_dict(), ())
+        found = find(config.to_dict(), ())
+        assert found is not None, key  # a searched key is a Domain somewhere in the config
+        paths[key] = found
     return paths
 
 

@@ -8,6 +8,7 @@ sweep's trials already are seeds of one config, so there is no confirm stage.
 
 import sys
 from dataclasses import replace
+from typing import Any
 
 from ray import tune
 
@@ -16,7 +17,7 @@ from sweeps.spec import DQN_COLLAPSE, DQN_SMOKE, PPO_SMOKE, Asha, Sweep
 
 SEEDS = [0, 1, 2, 3]
 # Same budget for both, and ASHA's first rung at the budget: nothing is stopped early.
-COMMON = {
+COMMON: dict[str, Any] = {
     "search_space": {"seed": tune.choice(SEEDS)},
     "points_to_evaluate": [{"seed": s} for s in SEEDS],
     "max_env_steps": 500_000,

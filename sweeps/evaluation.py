@@ -149,7 +149,7 @@ def _log_to_wandb(done: list[Evaluation], *, project: str, group: str, mode: str
         group=group,
         id=done[0].trial_id,
         resume="allow",
-        mode=mode,
+        mode=mode,  # type: ignore[arg-type]  # a W&B mode: sweeps.options/argparse checked it
         dir=str(dir) if dir else None,
         # W&B records the process's command line (x_disable_meta=False): a --db-url password
         # would be in the run files, and uploaded by `wandb sync`. The trial's own run (logged
@@ -158,7 +158,7 @@ def _log_to_wandb(done: list[Evaluation], *, project: str, group: str, mode: str
     )
     try:
         for evaluation in done:
-            logged = {
+            logged: dict[str, object] = {
                 f"evaluation/{evaluation.policy}/x_pos_mean": evaluation.x_pos_mean,
                 f"evaluation/{evaluation.policy}/flag_rate": evaluation.flag_rate,
             }

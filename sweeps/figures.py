@@ -11,6 +11,7 @@ they become element ids in an SVG export.
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, TypeGuard
 
 import numpy as np
 from matplotlib import colormaps
@@ -19,6 +20,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from sweeps.queries import ENDINGS, Importances, SweepData
+
+if TYPE_CHECKING:
+    from matplotlib.typing import LegendLocType
 
 __all__ = [
     "STOP_STYLES",
@@ -155,7 +159,11 @@ def _mark_trial(ax: Axes, trial: Mapping, curve: Mapping, mode: str) -> None:
 
 
 def _marker_legend(
-    where: Axes | Figure, reasons: set[str], *, best: bool = True, loc: str = "lower right"
+    where: Axes | Figure,
+    reasons: set[str],
+    *,
+    best: bool = True,
+    loc: "LegendLocType" = "lower right",
 ) -> None:
     """Which marker means which stop reason (outside the plot where curves fill it)."""
     handles = [
@@ -285,7 +293,7 @@ def _param_values(trials: Sequence[Mapping], name: str) -> list:
     return [(t.get("params") or {}).get(name) for t in trials]
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -339,14 +347,14 @@ def _scaled(value: object, domain: Mapping, observed: Sequence) -> float | None:
     choices = domain.get("choices")
     if choices:
         return choices.index(value) / max(len(choices) - 1, 1) if value in choices else None
-    if not _is_number(value):
-        return None
-    numbers = [v for v in observed if _is_number(v)]
-    low = domain.get("low", min(numbers))
-    high = domain.get("high", max(numbers))
-    if domain.get("log") and low > 0 and value > 0:
-        value, low, high = math.log10(value), math.log10(low), math.log10(high)
-    return 0.5 if high == low else (value - low) / (high - low)
+    if _is_number(value):
+        numbers = [v for v in observed if _is_number(v)]
+        low = domain.get("low", min(numbers))
+        high = domain.get("high", max(numbers))
+        if domain.get("log") and low > 0 and value > 0:
+            value, low, high = math.log10(value), math.log10(low), math.log10(high)
+        return 0.5 if high == low else (value - low) / (high - low)
+    return None
 
 
 def parallel_coordinates(data: SweepData) -> Figure:
@@ -375,7 +383,7 @@ def parallel_coordinates(data: SweepData) -> Figure:
         if data.sweep["mode"] == "min" and best is not None:
             level = 1 - level
         ys.append(level if best is not None else None)
-        y = np.array([np.nan if v is None else v for v in ys], dtype=float)
+        y_values = np.array([np.nan if v is None else v for v in ys], dtype=float)
         style = (
             {"color": cmap(level), "lw": 1.4, "alpha": 0.85}
             if best is not None
@@ -383,7 +391,7 @@ def parallel_coordinates(data: SweepData) -> Figure:
         )
         ax.plot(
             range(len(axes_names)),
-            y,
+            y_values,
             marker="o",
             ms=3,
             gid=f"parallel:{trial['trial_id']}",
@@ -549,7 +557,9 @@ def _trial_legend(fig: Figure, ax: Axes, data: SweepData) -> None:
         handles, labels = [], []
         for line in ax.get_lines():
             handles.append(line)
-            labels.append(line.get_gid().split(":", 1)[1])
+            gid = line.get_gid()
+            assert gid is not None  # every line drawn here carries one
+            labels.append(gid.split(":", 1)[1])
         fig.legend(handles, labels, loc="outside right upper", fontsize=8, title="trial")
 
 
@@ -589,7 +599,7 @@ def performance_profiles(confirmed: Sequence, *, metric: str) -> Figure:
     return fig
 
 
-def _metric_at(curve: Mapping, env_steps: float | None) -> float | None:
+def _metric_at(curve: Mapping | None, env_steps: float | None) -> float | None:
     """The member's metric at its last iteration at or before ``env_steps`` (None: none yet)."""
     if curve is None or env_steps is None:
         return None

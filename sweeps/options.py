@@ -287,12 +287,15 @@ def parse_options(sweep: Sweep, argv: list[str] | None = None, *, name_suffix: s
         "--max-env-steps", args.max_env_steps, base.max_env_steps, high=MAX_ENV_STEPS
     )
     schedule = _schedule(sweep, args, base, max_env_steps=max_env_steps)
+    if schedule["pbt"]:
+        num_samples = schedule["pbt"].population
+    else:
+        assert base.num_samples is not None  # ASHA's: a Sweep with asha has it (__post_init__)
+        num_samples = _count("--num-samples", args.num_samples, base.num_samples, high=100_000)
     options = Options(
         sweep=sweep,
         name=name,
-        num_samples=schedule["pbt"].population
-        if schedule["pbt"]
-        else _count("--num-samples", args.num_samples, base.num_samples, high=100_000),
+        num_samples=num_samples,
         max_env_steps=max_env_steps,
         max_concurrent=_count(
             "--max-concurrent", args.max_concurrent, base.max_concurrent, high=10_000

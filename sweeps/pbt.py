@@ -14,7 +14,8 @@ Two things Tune does not do that a user needs: the exploit events are published 
 the member is rebuilt with.
 """
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 from ray.tune.schedulers import PopulationBasedTraining
@@ -22,6 +23,12 @@ from ray.tune.schedulers.pb2 import PB2
 
 from callbacks.lineage import LineageEvent, publish
 from sweeps.spec import Pbt
+
+if TYPE_CHECKING:
+    # A mixin of Tune's PBT: the checker sees that base, runtime keeps ``object``.
+    _SchedulerBase = PopulationBasedTraining
+else:
+    _SchedulerBase = object
 
 __all__ = ["MarioPB2", "MarioPBT", "pb2_bounds", "pbt_scheduler"]
 
@@ -44,7 +51,7 @@ def _keep_on_restore(trial, keys: list[str]) -> None:
         unresolved[key] = trial.config[key]
 
 
-class _PublishesLineage:
+class _PublishesLineage(_SchedulerBase):
     """Publish every exploit to :mod:`callbacks.lineage` under ``lineage_key``, and keep its
     values through ``--resume``."""
 
@@ -59,7 +66,11 @@ class _PublishesLineage:
         checkpoint = donor.last_checkpoint
         super()._exploit(tune_controller, trial, trial_to_clone)
         _keep_on_restore(trial, self.searched)
-        mine, theirs = member.last_result or {}, donor.last_result or {}
+        # Tune types results as dict[str, object]; these values are numbers or None.
+        mine: Mapping[str, Any] = member.last_result or {}
+        theirs: Mapping[str, Any] = donor.last_result or {}
+        metric = self._metric
+        assert metric is not None  # PBT's on_trial_add refused every trial without one
         event: LineageEvent = {
             "trial_id": trial.trial_id,
             "training_iteration": int(mine.get("training_iteration", 0)),
@@ -68,8 +79,8 @@ class _PublishesLineage:
             "donor_iteration": int(theirs.get("training_iteration", 0)),
             "donor_env_steps": theirs.get(NUM_ENV_STEPS_SAMPLED_LIFETIME),
             "checkpoint": getattr(checkpoint, "path", None),
-            "metric": mine.get(self._metric),
-            "donor_metric": theirs.get(self._metric),
+            "metric": mine.get(metric),
+            "donor_metric": theirs.get(metric),
             "old_params": old_params,
             "donor_params": donor_params,
             "new_params": _params(trial.config, self.searched),
@@ -95,7 +106,7 @@ def pbt_scheduler(
     lineage_key: str,
 ):
     """A PBT or PB2 scheduler over the sweep's search space, on env steps."""
-    common = {
+    common: dict[str, Any] = {
         "time_attr": NUM_ENV_STEPS_SAMPLED_LIFETIME,
         "metric": metric,
         "mode": mode,
@@ -103,6 +114,7 @@ def pbt_scheduler(
         "quantile_fraction": pbt.quantile_fraction,
         "log_config": True,
     }
+    scheduler: MarioPBT | MarioPB2
     if kind == "pbt":
         scheduler = MarioPBT(
             hyperparam_mutations=dict(search_space),
@@ -110,7 +122,9 @@ def pbt_scheduler(
             **common,
         )
     else:
-        scheduler = MarioPB2(hyperparam_bounds=pb2_bounds(search_space), **common)
+        # Ray types the bounds as an invariant Dict[str, dict | list | tuple]; lists they are.
+        bounds = pb2_bounds(search_space)
+        scheduler = MarioPB2(hyperparam_bounds=bounds, **common)  # type: ignore[arg-type]
     scheduler.lineage_key = lineage_key
     scheduler.searched = list(search_space)
     return scheduler

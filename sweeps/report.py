@@ -91,7 +91,9 @@ def leaderboard_rows(db_url: str, name: str) -> tuple[dict, list[dict]]:
 
 
 def _fmt(value, spec: str) -> str:
-    width = int(re.match(r"\d*", spec).group() or 0)
+    digits = re.match(r"\d*", spec)
+    assert digits is not None  # \d* matches at the start of any string
+    width = int(digits.group() or 0)
     return "-".rjust(width) if value is None else format(value, spec)
 
 
@@ -168,7 +170,7 @@ def _rung_cells(data: SweepData, rungs: Sequence[int]) -> list[tuple[dict, list]
     The value at a rung is the metric of the trial's first iteration at or past it (what ASHA
     recorded); a trial was cut at the rung whose span [rung, next rung) holds its last env steps
     when its stop reason is ``asha``."""
-    rows = []
+    rows: list[tuple[dict, list]] = []
     for trial in data.trials:
         curve = data.curves.get(trial["trial_id"])
         if curve is None:
@@ -177,7 +179,7 @@ def _rung_cells(data: SweepData, rungs: Sequence[int]) -> list[tuple[dict, list]
         steps = np.nan_to_num(curve["env_steps"], nan=-1.0)
         last = trial.get("last_env_steps")
         last = float(steps.max()) if last is None else float(last)
-        cells = []
+        cells: list[tuple[float, bool] | None] = []
         for k, rung in enumerate(rungs):
             reached = np.flatnonzero(steps >= rung)
             if not reached.size:

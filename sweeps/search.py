@@ -62,7 +62,12 @@ class MarioOptunaSearch(OptunaSearch):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         value = None if result is None else result.get(self.metric)
-        if error or value is None or (isinstance(value, float) and not math.isfinite(value)):
+        if (
+            result is None  # (then value is None too)
+            or error
+            or value is None
+            or (isinstance(value, float) and not math.isfinite(value))
+        ):
             # A NaN told as COMPLETE raises inside Optuna and left the trial RUNNING forever.
             super().on_trial_complete(trial_id, None, error=True)
         elif stop_reason(result) in COMPLETE_REASONS:

@@ -64,10 +64,12 @@ def iqm(scores, axis: int = -1):
     return stats.trim_mean(np.asarray(scores, dtype=float), proportiontocut=0.25, axis=axis)
 
 
-def probability_of_improvement(x: Sequence[float], y: Sequence[float]) -> float:
+def probability_of_improvement(
+    x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray
+) -> float:
     """P(X > Y) + P(X = Y) / 2 over every pair of a run of ``x`` and a run of ``y``."""
-    x, y = np.asarray(x, dtype=float)[:, None], np.asarray(y, dtype=float)[None, :]
-    return float(np.mean(x > y) + 0.5 * np.mean(x == y))
+    xs, ys = np.asarray(x, dtype=float)[:, None], np.asarray(y, dtype=float)[None, :]
+    return float(np.mean(xs > ys) + 0.5 * np.mean(xs == ys))
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,7 @@ class Interval:
         return self.low <= value <= self.high
 
 
-def _checked(scores: Sequence[float], label: str) -> np.ndarray:
+def _checked(scores: Sequence[float] | np.ndarray, label: str) -> np.ndarray:
     values = np.asarray([s for s in scores if s is not None], dtype=float)
     if len(values) < 2:
         raise StatsError(
@@ -114,7 +116,9 @@ def _bootstrap(samples: tuple[np.ndarray, ...], statistic, *, seed: int) -> tupl
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
-def iqm_interval(scores: Sequence[float], *, label: str = "this config", seed: int = 0) -> Interval:
+def iqm_interval(
+    scores: Sequence[float] | np.ndarray, *, label: str = "this config", seed: int = 0
+) -> Interval:
     """IQM of ``scores`` (one per seed) with its 95 % percentile bootstrap interval."""
     values = _checked(scores, label)
     low, high = _bootstrap((values,), iqm, seed=seed)

@@ -9,6 +9,7 @@ the search's and the confirm stage's alike (``sweeps.confirm`` builds its Tuner 
 import socket
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from callbacks.collapse import SweepStopper
 from callbacks.decisions import DecisionMemory
@@ -20,6 +21,9 @@ from sweeps.options import Options, SweepError, algorithm_config
 from sweeps.pbt import pbt_scheduler
 from sweeps.search import asha_scheduler, optuna_searcher
 from sweeps.stats import FINAL_METRIC, final_tail_env_steps
+
+if TYPE_CHECKING:
+    from ray.tune import Callback
 
 __all__ = [
     "algorithm_config",
@@ -88,7 +92,9 @@ def build_tuner(options: Options, db_url: str):
             resume_unfinished=True,
             restart_errored=True,
         )
+    search: dict[str, Any]
     if population:
+        assert options.pbt is not None  # sweeps.options sets it for pbt / pb2
         scheduler = pbt_scheduler(
             options.scheduler,
             pbt=options.pbt,
@@ -100,7 +106,9 @@ def build_tuner(options: Options, db_url: str):
         recorded = {"type": options.scheduler.upper(), **vars(options.pbt)}
         search = {"max_concurrent_trials": options.max_concurrent}  # Tune's own sampling
     else:
-        asha = (sweep.smoke.asha if options.smoke else sweep.asha).within(options.max_env_steps)
+        declared = sweep.smoke.asha if options.smoke else sweep.asha
+        assert declared is not None  # sweeps.options allows asha only for a sweep with ASHA
+        asha = declared.within(options.max_env_steps)
         scheduler = asha_scheduler(
             metric=sweep.metric,
             mode=sweep.mode,
@@ -191,7 +199,7 @@ def build_callbacks(
     """PostgresCallback first (it pops the episode list), then W&B."""
     sweep = options.sweep
     tail = final_tail_env_steps(options.max_env_steps)
-    callbacks = [
+    callbacks: list[Callback] = [
         PostgresCallback(
             db_url=db_url,
             sweep={

@@ -183,7 +183,8 @@ class Outbox:
         return True
 
     def _next_chunk(self) -> list[Op]:
-        chunk, rows = [], 0
+        chunk: list[Op] = []
+        rows = 0
         for op in self._memory:
             if chunk and rows + len(op["rows"]) > _CHUNK_ROWS:
                 break

@@ -79,7 +79,7 @@ class ResultsStore:
         self._password = password or url_password
         self.masked_url = mask_url(db_url)
         self._spill_dir = Path(spill_dir or default_state_dir() / "spill")
-        self._outbox_options = {
+        self._outbox_options: dict[str, Any] = {
             "max_buffer_rows": max_buffer_rows,
             "retry_interval_s": retry_interval_s,
         }
@@ -228,6 +228,7 @@ class ResultsStore:
             row = cur.fetchone()
             if row is None and not resume:
                 info = _sweep_info(cur, name)
+                assert info is not None  # the insert met this name's row, in this transaction
                 if not _reusable(info):
                     raise StoreError(_taken_message(info))
                 # A start that never got a trial going (e.g. Tune failed in its setup) left an
