@@ -8,12 +8,14 @@ every trial's whole config instead.
 
 ``quiet_ray_notices`` runs in every Ray worker process of a sweep (``worker_process_setup_hook``
 in the runtime env, so it also reaches a cluster's nodes) and in the driver. It drops only
-deprecation notices about RLlib's own internals and Tune's "Install gputil" hint: warnings about
-the user's configuration and every error still come through.
+deprecation notices about RLlib's own internals, RLlib's "new API stack" notice, Tune's "Install
+gputil" hint and one known-harmless core-worker line per actor: warnings about the user's
+configuration and every error still come through.
 """
 
 import logging
 import os
+import re
 import warnings
 
 __all__ = ["QUIET_LOGGERS", "quiet_ray_notices", "use_progress_table"]
@@ -36,8 +38,29 @@ class _DropNotice(logging.Filter):
         return self.text not in record.getMessage()
 
 
+WORKER_LINES_DROPPED = (
+    # Once per env runner: RLlib's actors restart on failure and their config is passed by
+    # reference; the restart works (tests/test_faults.py kills one). ray#53727.
+    r"core_worker\.cc:\d+: Actor with class name: .* has constructor arguments in the object store",
+)
+"""Lines of worker output never printed on the driver's console (they stay in the workers' log
+files under the Ray session directory)."""
+
+
+def _drop_worker_lines() -> None:
+    """Ray's driver prints workers' stdout/stderr through its log deduplicators, whose skip
+    pattern is read from ``RAY_DEDUP_LOGS_SKIP_REGEX`` once at import; set it on them instead of
+    in the environment. Private API; guard: ``tests/test_sweeps.py``'s console test."""
+    from ray._private import ray_logging
+
+    pattern = re.compile("|".join(WORKER_LINES_DROPPED))
+    for deduplicator in (ray_logging.stdout_deduplicator, ray_logging.stderr_deduplicator):
+        deduplicator.skip_re = pattern
+
+
 def quiet_ray_notices() -> None:
     """Install the filters (idempotent)."""
+    _drop_worker_lines()
     # platformdirs (via W&B) warns twice where XDG_RUNTIME_DIR is unset, as on most servers.
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
     for name, text in QUIET_LOGGERS.items():
