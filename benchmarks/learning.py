@@ -45,7 +45,7 @@ from algos import Resources, dqn_config, ppo_config
 from algos.checkpoints import load_policy
 from algos.evaluate import Protocol, evaluate
 from callbacks.episode_recorder import EpisodeRecorder
-from callbacks.records import EPISODES_KEY, metric_key
+from callbacks.records import EPISODES_KEY, episode_ending, metric_key
 from envs import register_mario_env
 
 CORES = 2
@@ -120,17 +120,6 @@ EVAL_PROTOCOLS = (Protocol(), Protocol(sample=True))
 as training does; the gap between them says whether the greedy policy lags the one that trained."""
 
 
-def ending(episode: dict, max_episode_steps: int | None) -> str:
-    """``flag``, ``time-out`` (the game clock or the step cap ran out) or ``death``."""
-    if episode["flag_get"]:
-        return "flag"
-    if episode["time_left"] == 0 or (
-        max_episode_steps is not None and episode["length"] >= max_episode_steps
-    ):
-        return "time-out"
-    return "death"
-
-
 @ray.remote(num_cpus=0.5)
 def train_trial(
     name: str,
@@ -194,7 +183,16 @@ def train_trial(
                 "time_s": round(time.monotonic() - start, 2),
                 "metric": result[metric_key("x_pos_smoothed")],
                 "episodes": [
-                    [e["x_pos_max"], ending(e, max_steps), e["length"]]
+                    [
+                        e["x_pos_max"],
+                        episode_ending(
+                            flag_get=e["flag_get"],
+                            time_left=e["time_left"],
+                            length=e["length"],
+                            max_episode_steps=max_steps,
+                        ),
+                        e["length"],
+                    ]
                     for e in result[EPISODES_KEY]
                 ],
             }

@@ -27,6 +27,7 @@ __all__ = [
     "STOP_REASON_KEY",
     "STOP_REASONS",
     "EpisodeRecord",
+    "episode_ending",
     "episode_record",
     "lookup",
     "metric_key",
@@ -104,6 +105,23 @@ def episode_record(
     record.update({column: _plain(info.get(column)) for column in EPISODE_FACT_COLUMNS})
     record["flag_get"] = bool(record["flag_get"])
     return record  # type: ignore[return-value]
+
+
+def episode_ending(
+    *, flag_get: bool, time_left: int | None, length: int, max_episode_steps: int | None
+) -> str:
+    """How an episode ended: ``flag``; ``time-out`` when the game clock ran out or the env's step
+    cap (``max_episode_steps``) cut it; else ``death``. The one definition: the report's SQL
+    (``sweeps.queries``) says the same, and ``tests/test_report.py`` checks they agree.
+
+    >>> episode_ending(flag_get=False, time_left=250, length=4500, max_episode_steps=4500)
+    'time-out'
+    """
+    if flag_get:
+        return "flag"
+    if time_left == 0 or (max_episode_steps is not None and length >= max_episode_steps):
+        return "time-out"
+    return "death"
 
 
 def _plain(value: Any) -> Any:

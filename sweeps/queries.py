@@ -21,6 +21,7 @@ import psycopg2
 
 from callbacks.store import connect, connect_check, mask_url, split_password, sqlalchemy_url
 from callbacks.store.errors import StoreError, one_line
+from envs import EnvConfigError, MarioEnvConfig, validate_env_config
 
 __all__ = [
     "CURVE_COLUMNS",
@@ -94,7 +95,8 @@ class Importances:
 
 
 _SWEEP_SQL = """
-SELECT id, name, algo, search_space, metric, mode, scheduler, status, started_at, finished_at
+SELECT id, name, algo, search_space, metric, mode, scheduler, status, started_at, finished_at,
+       settings
 FROM mario_sweeps.sweeps WHERE name = %s
 """
 
@@ -115,18 +117,34 @@ FROM mario_sweeps.iterations WHERE sweep_id = %s
 ORDER BY trial_id, training_iteration
 """
 
-# Binned in the database: a long sweep has millions of episodes, the page needs a few numbers.
+
+def max_episode_steps(settings: dict | None) -> int | None:
+    """The step cap the sweep's env ran with (a stored sweep's ``settings``; None: uncapped)."""
+    env_config = (settings or {}).get("env_config") or {}
+    try:
+        return validate_env_config(env_config).max_episode_steps
+    except EnvConfigError:  # a row from a version with other env options: the default cap
+        return MarioEnvConfig().max_episode_steps
+
+
+ENDING_SQL = (
+    "CASE WHEN flag_get THEN 'flag' WHEN time_left = 0 OR length >= %(max_steps)s "
+    "THEN 'time-out' ELSE 'death' END"
+)
+"""``callbacks.records.episode_ending`` over an ``episodes`` row, in SQL."""
+
+# Binned in the database, ending by ``callbacks.records.episode_ending``'s definition in SQL:
+# a long sweep has millions of episodes, the page needs a few numbers.
 _ENDS_SQL = """
 WITH e AS (
     SELECT trial_id, greatest(x_pos, 0) AS x,
-           CASE WHEN flag_get THEN 'flag' WHEN time_left = 0 THEN 'time-out' ELSE 'death' END
-               AS ending
+           {ending} AS ending
     FROM mario_sweeps.episodes WHERE sweep_id = %(sweep)s AND x_pos IS NOT NULL
 ), top AS (SELECT coalesce(max(x), 0) + 1 AS hi FROM e)
 SELECT trial_id, ending, least(width_bucket(x, 0, top.hi, %(bins)s), %(bins)s) AS bin,
        count(*), top.hi
 FROM e, top GROUP BY trial_id, ending, bin, top.hi
-"""
+""".replace("{ending}", ENDING_SQL)
 
 _EPISODE_COUNTS_SQL = """
 SELECT trial_id, count(*) FROM mario_sweeps.episodes WHERE sweep_id = %s GROUP BY trial_id
@@ -204,7 +222,17 @@ def read_sweep(db_url: str, name: str) -> SweepData:
             order = "DESC" if sweep["mode"] == "max" else "ASC"
             trials = _dicts(cur, _TRIALS_SQL.format(order=order), (sweep["id"],))
             curves = _curves(_rows(cur, _ITERATIONS_SQL, (sweep["id"],)))
-            ends = _ends(_rows(cur, _ENDS_SQL, {"sweep": sweep["id"], "bins": HISTOGRAM_BINS}))
+            ends = _ends(
+                _rows(
+                    cur,
+                    _ENDS_SQL,
+                    {
+                        "sweep": sweep["id"],
+                        "bins": HISTOGRAM_BINS,
+                        "max_steps": max_episode_steps(sweep.pop("settings")),
+                    },
+                )
+            )
             episodes = dict(_rows(cur, _EPISODE_COUNTS_SQL, (sweep["id"],)))
             lineage = _dicts(cur, _LINEAGE_SQL, (sweep["id"],))
         conn.rollback()

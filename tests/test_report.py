@@ -287,6 +287,27 @@ def test_episode_histograms_count_every_stored_episode_by_its_ending(sweep, buil
     assert len(data.episodes) == len(sweep["trials"])
 
 
+def test_the_reports_sql_endings_are_the_one_definition_the_benchmark_uses(postgres_url):
+    """``sweeps.queries`` bins endings in SQL, ``benchmarks/learning.py`` calls
+    ``callbacks.records.episode_ending``: a step-capped episode is a time-out in both."""
+    from callbacks.records import episode_ending
+    from sweeps.queries import ENDING_SQL
+
+    cases = [(True, 0, 10), (False, 0, 100), (False, 250, 4500), (False, 250, 100)]
+    values = ", ".join(f"({f}, {t}, {n})" for f, t, n in cases)
+    for cap in (4500, None):
+        sql = f"SELECT {ENDING_SQL} FROM (VALUES {values}) AS e(flag_get, time_left, length)"
+        with psycopg2.connect(postgres_url) as conn, conn.cursor() as cur:
+            cur.execute(sql, {"max_steps": cap})
+            in_sql = [how for (how,) in cur.fetchall()]
+        in_python = [
+            episode_ending(flag_get=f, time_left=t, length=n, max_episode_steps=cap)
+            for f, t, n in cases
+        ]
+        assert in_sql == in_python
+    assert in_python == ["flag", "time-out", "death", "death"]  # uncapped: the clock alone
+
+
 # -- the ASHA table ---------------------------------------------------------------------------
 
 
