@@ -1,4 +1,4 @@
-"""W&B logging for sweeps: Ray's ``WandbLoggerCallback`` with four fixes.
+"""W&B logging for sweeps: Ray's ``WandbLoggerCallback`` with five fixes.
 
 - Memory. Ray's callback hands each trial's config to a logging actor and every result to a
   queue actor. An RLlib config holds classes and str-enums, and a result carries that config,
@@ -12,6 +12,9 @@
   ``on_trial_error``; an interrupted sweep's trials get neither, and ``on_experiment_end`` then
   waited ``upload_timeout`` (1,800 s) for actors that were never told to stop. Here every trial
   still logging is told to end first, and the wait is bounded.
+- A quiet console. W&B's own summary, sync hint (naming Ray's temporary session directory) and
+  ``reinit`` deprecation stay out of it, and its service is shut down with the run rather than
+  at process exit (``_LoggingActor``).
 - No process-wide ``WANDB_MODE``. Ray skips its API-key check only when the driver's environment
   says offline/disabled; here ``mode="offline"``/``"disabled"`` skips it without touching
   ``os.environ``.
@@ -23,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.fs
-from ray.air.integrations.wandb import WandbLoggerCallback
+from ray.air.integrations.wandb import WandbLoggerCallback, _WandbLoggingActor
 
 from callbacks.records import EPISODES_KEY
 
@@ -57,8 +60,20 @@ def plain(value: Any) -> Any:
     return repr(value)
 
 
+class _LoggingActor(_WandbLoggingActor):
+    """Ray's logging actor, which also shuts W&B's service down when its run is finished: left
+    to ``atexit`` the teardown runs after Ray has ended the process's connections and prints a
+    ``ConnectionResetError`` traceback at the end of every trial."""
+
+    def run(self):
+        super().run()
+        self._wandb.teardown()
+
+
 class MarioWandbLoggerCallback(WandbLoggerCallback):
     """One W&B run per trial, as Ray's callback, without torch in its helper actors."""
+
+    _logger_actor_cls = _LoggingActor
 
     UPLOAD_TIMEOUT_S = 120
     """How long the experiment's end waits for logging actors (offline runs finish in seconds)."""
