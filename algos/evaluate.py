@@ -220,6 +220,10 @@ def format_table(results: list[EpisodeResult], protocol: Protocol) -> str:
     return "\n".join(lines)
 
 
+MAX_EPISODES = 10_000
+"""About 12 hours of play at ~4 s an episode: more is a typo."""
+
+
 class _ArgumentError(Exception):
     """A bad command line, reported as one line (no usage block) like every other error here."""
 
@@ -268,7 +272,9 @@ def main(argv: list[str] | None = None) -> int:
         description="Play a trained Mario checkpoint, print a table and save the best episode.",
     )
     parser.add_argument("checkpoint", help="RLlib checkpoint directory (e.g. a Tune trial's)")
-    parser.add_argument("--episodes", type=_int_in(1), default=20, help="episodes to play")
+    parser.add_argument(
+        "--episodes", type=_int_in(1, MAX_EPISODES), default=20, help="episodes to play"
+    )
     parser.add_argument(
         "--sample",
         action="store_true",

@@ -19,7 +19,6 @@ Running it again never re-runs a (config, seed) that already finished: it plans 
 and runs only what is missing (a pair cut off by Ctrl-C starts again from scratch).
 """
 
-import argparse
 import json
 import sys
 from collections.abc import Mapping
@@ -31,6 +30,8 @@ from callbacks.collapse import Collapse
 from callbacks.store import StoreError, embedded_db_url, resolve_db_url
 from sweeps.evaluation import evaluate_trials
 from sweeps.options import (
+    ADDRESS,
+    OneLineParser,
     Options,
     SweepError,
     algorithm_config,
@@ -442,10 +443,10 @@ def confirmed_table(db_url: str, name: str, *, metric: str, mode: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m sweeps.confirm NAME --top K --seeds N``: confirm an existing sweep."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m sweeps.confirm",
         description="Re-run a sweep's top K configs with N fresh seeds each (full budget, no "
-        "ASHA), evaluate them, and rank them by IQM with 95 %% bootstrap intervals.",
+        "ASHA), evaluate them, and rank them by IQM with 95 % bootstrap intervals.",
     )
     parser.add_argument("name", help="the sweep's --name")
     parser.add_argument("--top", type=int, default=3, help="configs to confirm (default 3)")
@@ -458,12 +459,21 @@ def main(argv: list[str] | None = None) -> int:
         "--wandb-mode", default="offline", choices=("offline", "online", "disabled")
     )
     parser.add_argument("--wandb-project", default="mario-sweeps")
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SweepError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     db_url = resolve_db_url(args.db_url) or embedded_db_url()
     try:
         if not 1 <= args.max_concurrent <= 10_000:
             raise ConfirmError(
                 f"--max-concurrent {args.max_concurrent} is not allowed; allowed: 1..10,000"
+            )
+        if args.address is not None and not ADDRESS.fullmatch(args.address):
+            raise ConfirmError(
+                f"--address {args.address!r} is not allowed; allowed: HOST:PORT, "
+                "ray://HOST:PORT, or auto"
             )
         if not 0 <= args.eval_episodes <= 1_000:
             raise ConfirmError(
@@ -492,7 +502,12 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 ray.shutdown()
         else:
-            print(f"confirm     nothing to run: every (config, seed) of {args.name!r} finished")
+            none = f"--top {args.top} --seeds {args.seeds} ask for none"
+            print(
+                f"confirm     nothing to run: every (config, seed) of {args.name!r} finished"
+                if args.top and args.seeds
+                else f"confirm     nothing to run: {none}"
+            )
             done = run_confirm(options, db_url, top=args.top, seeds=args.seeds)
     except (ConfirmError, SweepError, StoreError) as err:
         print(f"error: {err}", file=sys.stderr)

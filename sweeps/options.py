@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from algos import HParamError, Resources, dqn_config, ppo_config
+from algos.hparams import DQN_RULES, PPO_RULES, check_hparams
 from callbacks.episode_recorder import EpisodeRecorder
 from callbacks.store import (
     StoreError,
@@ -32,7 +33,9 @@ from sweeps.spec import SCHEDULERS, Pbt, Sweep, check_pbt
 
 __all__ = [
     "MAX_SEEDS",
+    "ADDRESS",
     "MAX_TOP",
+    "OneLineParser",
     "Options",
     "SweepError",
     "algorithm_config",
@@ -42,10 +45,12 @@ __all__ = [
 ]
 
 BUILDERS = {"PPO": ppo_config, "DQN": dqn_config}
+RULES = {"PPO": PPO_RULES, "DQN": DQN_RULES}
 WANDB_MODES = ("offline", "online", "disabled")
 STORAGE_SCHEMES = ("s3", "gs", "gcs", "hdfs", "abfs", "abfss", "file")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
-_ADDRESS = re.compile(r"auto|local|ray://[^\s/:]+:\d{1,5}|[^\s/:]+:\d{1,5}")
+_WANDB_PROJECT = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+ADDRESS = re.compile(r"auto|local|ray://[^\s/:]+:\d{1,5}|[^\s/:]+:\d{1,5}")
 MAX_ENV_STEPS = 10**12
 """Far beyond any run (1M steps take a day here) and safe in PostgreSQL's bigint."""
 PASSWORD_ADVICE = "put database passwords in PGPASSWORD or ~/.pgpass, not in --db-url"
@@ -115,8 +120,59 @@ class Options:
         return f"{self.storage_path}/{self.name}"
 
 
+def _whole(value: object, low: int, high: int = 2**31 - 1) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def check_declaration(sweep: Sweep) -> None:
+    """The sweep file's own values, checked before any flag (``SweepError`` names the field)."""
+    where = f"sweep {sweep.name!r}:"
+    if sweep.mode not in ("max", "min"):
+        raise SweepError(f"{where} mode={sweep.mode!r} is not allowed; allowed: 'max', 'min'")
+    if not isinstance(sweep.metric, str) or not sweep.metric:
+        raise SweepError(f"{where} metric={sweep.metric!r} is not allowed; allowed: a result key")
+    for field, value, low in (
+        ("seed", sweep.seed, 0),
+        ("checkpoint_every", sweep.checkpoint_every, 1),
+        ("smoke.num_samples", sweep.smoke.num_samples, 1),
+        ("smoke.max_env_steps", sweep.smoke.max_env_steps, 1),
+    ):
+        if not _whole(value, low):
+            raise SweepError(
+                f"{where} {field}={value!r} is not allowed; allowed: an integer >= {low}"
+            )
+    for asha_field, asha in (("asha", sweep.asha), ("smoke.asha", sweep.smoke.asha)):
+        if asha is not None and not (
+            _whole(asha.grace_period, 1) and _whole(asha.reduction_factor, 2)
+        ):
+            raise SweepError(
+                f"{where} {asha_field}={asha!r} is not allowed; allowed: grace_period >= 1 and "
+                "reduction_factor >= 2 (integers)"
+            )
+    rules = RULES.get(sweep.algo)
+    for k, point in enumerate(sweep.points_to_evaluate):
+        unknown = sorted(set(point) - set(sweep.search_space))
+        if unknown:
+            raise SweepError(
+                f"{where} points_to_evaluate[{k}] sets {unknown[0]!r}, which is not searched; "
+                f"allowed: keys of the search space ({', '.join(sweep.search_space)})"
+            )
+        if rules is not None:
+            try:
+                check_hparams(sweep.algo, point, rules)
+            except HParamError as err:
+                raise SweepError(f"{where} points_to_evaluate[{k}]: {err}") from None
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors are ``SweepError`` (one line, exit 2) instead of a usage block."""
+
+    def error(self, message: str):
+        raise SweepError(message)
+
+
 def _parser(sweep: Sweep) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog=f"python sweeps/{sweep.name}.py",
         description=f"{sweep.algo} sweep '{sweep.name}' over {', '.join(sweep.search_space)} "
         f"(Optuna TPE + ASHA on env steps + collapse detection).",
@@ -234,6 +290,7 @@ def parse_options(sweep: Sweep, argv: list[str] | None = None, *, name_suffix: s
     ``name_suffix`` is appended to the sweep name (``sweeps/dqn_vs_ppo.py`` runs two sweeps).
     Reads nothing but the arguments, the environment and the storage path; writes nothing.
     """
+    check_declaration(sweep)
     parser = _parser(sweep)
     args = parser.parse_args(argv)
     base = sweep.smoke if args.smoke else sweep
@@ -241,6 +298,11 @@ def parse_options(sweep: Sweep, argv: list[str] | None = None, *, name_suffix: s
     if not _NAME.fullmatch(name):
         raise SweepError(
             f"--name {name!r} is not allowed; allowed: 1-63 letters, digits, '_', '.', '-'"
+        )
+    if not _WANDB_PROJECT.fullmatch(args.wandb_project):
+        raise SweepError(
+            f"--wandb-project {args.wandb_project!r} is not allowed; allowed: 1-128 letters, "
+            "digits, '_', '.', '-' (W&B writes nothing for a name with '/')"
         )
     wandb_mode = args.wandb_mode or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
     if wandb_mode not in WANDB_MODES:
@@ -257,7 +319,7 @@ def parse_options(sweep: Sweep, argv: list[str] | None = None, *, name_suffix: s
             f"--gpus-per-learner {args.gpus_per_learner} is not allowed; allowed: 0..64"
         )
     address = args.address or os.environ.get("RAY_ADDRESS") or None
-    if address is not None and not _ADDRESS.fullmatch(address):
+    if address is not None and not ADDRESS.fullmatch(address):
         raise SweepError(
             f"--address {address!r} is not allowed; allowed: HOST:PORT, ray://HOST:PORT, or auto"
         )

@@ -665,8 +665,8 @@ def write_report(db_url: str, name: str, out_dir: Path) -> Path:
     (one line) for an unknown sweep, a database without our schema, or an unwritable ``out_dir``.
     """
     out_dir = Path(out_dir)
+    data = read_sweep(db_url, name)  # an unknown name fails before any folder is made
     _check_writable(out_dir)
-    data = read_sweep(db_url, name)
     importance = study_importances(db_url, f"mario-sweeps/{name}")
     confirmed = confirmed_configs(db_url, name, mode=data.sweep["mode"])
     pngs = {key: _png(figure) for key, figure in build_figures(data, importance, confirmed).items()}

@@ -507,8 +507,10 @@ def assert_one_error_line(done: subprocess.CompletedProcess, *words: str) -> Non
 
 
 def test_an_unknown_sweep_name_is_one_error_line_and_exit_2(sweep, tmp_path):
-    done = run_cli("no-such-sweep", "--db-url", sweep["url"], "--out", str(tmp_path))
+    out = tmp_path / "report"
+    done = run_cli("no-such-sweep", "--db-url", sweep["url"], "--out", str(out))
     assert_one_error_line(done, "no sweep named 'no-such-sweep'", "mixed")
+    assert not out.exists()  # a refused name leaves no folder behind
 
 
 def test_a_database_without_our_schema_is_one_error_line_and_exit_2(fresh_db_url, tmp_path):

@@ -204,6 +204,8 @@ def write_confirmed_sweep_with_one_seed(db_url: str) -> None:
         (["known", "--seeds", "-2"], "--seeds -2 is not allowed"),
         (["known", "--max-concurrent", "0"], "--max-concurrent 0 is not allowed"),
         (["one"], "was recorded without its settings"),
+        (["known", "--address", "bogus"], "--address 'bogus' is not allowed"),
+        (["known", "--top", "1e3"], "argument --top: invalid int value: '1e3'"),
     ],
 )
 def test_confirm_refuses_bad_requests_before_anything_runs(fresh_db_url, capsys, args, message):

@@ -11,12 +11,14 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from sweeps.ppo_lr_entropy import SWEEP as PPO_SWEEP
 from sweeps.runner import main
+from sweeps.spec import PPO_SMOKE, Asha
 from tests import wandb_files
 from tests.conftest import SMOKE_PASSWORD
 from tests.helpers import (
@@ -484,6 +486,10 @@ def test_resume_after_the_driver_is_killed_finishes_without_duplicate_rows(fresh
         (["--confirm-top", "-1"], "--confirm-top -1 is not allowed; allowed: an integer in [0,"),
         (["--confirm-seeds", "-3"], "--confirm-seeds -3 is not allowed"),
         (["--confirm-top", "1000"], "--confirm-top 1000 is not allowed"),
+        (["--wandb-project", "a/b"], "--wandb-project 'a/b' is not allowed"),
+        (["--num-samples", "1e3"], "argument --num-samples: invalid int value: '1e3'"),
+        (["--perturbation-interval", "nan"], "argument --perturbation-interval: invalid"),
+        (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
     ],
 )
 def test_bad_cli_values_fail_with_one_line_and_leave_no_sweep_row(
@@ -495,6 +501,36 @@ def test_bad_cli_values_fail_with_one_line_and_leave_no_sweep_row(
     assert main(PPO_SWEEP, argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err
+    assert_nothing_written(fresh_db_url, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"points_to_evaluate": [{"lr": 5.0}]},
+            "points_to_evaluate[0]: PPO lr=5.0 is out of range",
+        ),
+        (
+            {"points_to_evaluate": [{"lr": "x"}]},
+            "points_to_evaluate[0]: PPO lr='x' is not a number",
+        ),
+        ({"points_to_evaluate": [{"gamma": 0.9}]}, "sets 'gamma', which is not searched"),
+        ({"checkpoint_every": -1}, "checkpoint_every=-1 is not allowed"),
+        ({"mode": "up"}, "mode='up' is not allowed"),
+        ({"metric": ""}, "metric='' is not allowed"),
+        ({"seed": -1}, "seed=-1 is not allowed"),
+        ({"asha": Asha(grace_period=0)}, "asha=Asha(grace_period=0, reduction_factor=3) is not"),
+        ({"smoke": replace(PPO_SMOKE, num_samples=0)}, "smoke.num_samples=0 is not allowed"),
+    ],
+)
+def test_bad_sweep_file_values_fail_with_one_line_before_anything_is_written(
+    change, message, fresh_db_url, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv("MARIO_SWEEPS_STATE_DIR", str(tmp_path))
+    assert main(replace(PPO_SWEEP, **change), ["--smoke", "--db-url", fresh_db_url]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: sweep 'ppo_lr_entropy': ") and message in err and "\n" not in err
     assert_nothing_written(fresh_db_url, tmp_path)
 
 
