@@ -25,10 +25,12 @@ Every other setting is ``PPO_DEFAULTS`` / ``DQN_DEFAULTS``; DQN starts learning 
 
 import argparse
 import importlib.metadata
+import importlib.util
 import json
 import os
 import platform
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -345,6 +347,8 @@ def run(args: argparse.Namespace) -> dict:
         )
         report["rows"]["sampling"] = {**ppo["sampling"], "cores": cores}
         report["rows"]["ppo"] = {**ppo["ppo"], "cores": cores}
+        for name in ("sampling", "ppo"):
+            _measured(name, report)
         report["memory"].update(ppo["memory"])
         report["settings"]["threads"] = ppo["threads"]
         if "sb3_ppo" not in args.skip:
@@ -359,6 +363,7 @@ def run(args: argparse.Namespace) -> dict:
                     subprocess=subprocess_envs,
                 )
                 report["rows"][name] = {**sb3, "cores": cores}
+                _measured(name, report)
         if "dqn" not in args.skip:
             dqn = bench_dqn(
                 hparams=dqn_hp,
@@ -367,6 +372,7 @@ def run(args: argparse.Namespace) -> dict:
                 learning_starts=args.dqn_learning_starts,
             )
             report["rows"]["dqn"] = {**dqn["dqn"], "cores": cores}
+            _measured("dqn", report)
             report["memory"].update(dqn["memory"])
     finally:
         ray.shutdown()
@@ -442,6 +448,12 @@ def print_table(report: dict) -> None:
         )
 
 
+def _measured(name: str, report: dict) -> None:
+    """One line on stderr as each row completes: a long run shows what it has measured so far."""
+    row = report["rows"][name]
+    print(f"measured {name}: {row['env_steps_per_s']:.1f} env steps/s", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="seconds per env measurement")
@@ -455,6 +467,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip", nargs="*", default=[], choices=["sb3_ppo", "dqn"])
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
+    if "sb3_ppo" not in args.skip and importlib.util.find_spec("stable_baselines3") is None:
+        print(
+            "skipping the SB3 rows: stable-baselines3 is not installed "
+            "(pip install -e '.[bench]' adds it)",
+            file=sys.stderr,
+        )
+        args.skip.append("sb3_ppo")
     report = run(args)
     if args.json:
         print(json.dumps(report, indent=2))
