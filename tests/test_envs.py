@@ -188,6 +188,28 @@ def test_death_weight_sets_the_life_loss_penalty():
     assert dead and base == -15.0 and harsh == pytest.approx(-25 * 0.2)
 
 
+def test_the_flag_bonus_is_paid_only_at_the_flag():
+    """An episode that ends in a death earns exactly the same with a flag bonus (the bonus is
+    added on the step that ends an episode at the flag; the learning benchmark's flag runs pay
+    it). Reaching the flag in a test would take a trained policy."""
+
+    def walk(config):
+        env = MarioEnv({"max_episode_steps": None, **config})
+        env.reset(seed=SEED)
+        rewards, terminated, info = [], False, {}
+        while not terminated and len(rewards) < 2000:
+            _, reward, terminated, _, info = env.step(1)
+            rewards.append(reward)
+        env.close()
+        return rewards, info
+
+    plain, info = walk({})
+    with_bonus, _ = walk({"flag_bonus": 50.0})
+    assert info["death"] and not info["flag_get"]
+    assert with_bonus == plain
+    assert validate_env_config({"flag_bonus": 50}).flag_bonus == 50.0
+
+
 def test_reward_scale_multiplies_the_reward():
     base, _ = _returns({})
     scaled, _ = _returns({"reward_scale": 0.1})
@@ -228,6 +250,7 @@ def test_every_game_steps_through_the_registered_creator(game):
         ),
         ({"reward_weights": {"speed": 1}}, "reward_weights.speed"),
         ({"idle_penalty": -1}, "idle_penalty"),
+        ({"flag_bonus": -5}, "env_config['flag_bonus']=-5 is invalid; allowed: a finite number"),
     ],
 )
 def test_bad_env_config_fails_with_one_clear_line(config, message):
