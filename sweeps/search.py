@@ -48,6 +48,7 @@ class PasswordFreeRDBStorage(RDBStorage):
         )
 
     def __getstate__(self):
+        # Optuna's private state layout (optuna pinned < 6); guard: tests/test_decisions.py.
         state = super().__getstate__()
         state["engine_kwargs"] = {**state["engine_kwargs"], "connect_args": {}}
         return state

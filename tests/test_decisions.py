@@ -67,3 +67,21 @@ def test_the_collapse_detector_keeps_a_trials_peak_through_a_restore():
     # The second report below the peak is a collapse, as it is for a trial never interrupted.
     assert stopper("t", result(3_000, 500.0))
     assert stopper.detectors["t"].peak == 1_000.0
+
+
+def test_the_optuna_storage_pickles_without_the_password_and_works_after(fresh_db_url):
+    """``sweeps.search.PasswordFreeRDBStorage`` edits Optuna's pickled ``engine_kwargs`` (a
+    private part of its state; optuna is pinned below 6): the searcher in ``tuner.pkl`` holds no
+    password, and the unpickled storage still opens the study (libpq finds the password itself;
+    here the embedded server trusts the socket)."""
+    import optuna
+
+    from sweeps.search import PasswordFreeRDBStorage
+
+    url = fresh_db_url.replace("postgres:@", "postgres:pickled-Secret@")
+    storage = PasswordFreeRDBStorage(url)
+    optuna.create_study(study_name="s", storage=storage)
+    data = pickle.dumps(storage)
+    assert b"pickled-Secret" not in data
+    restored = pickle.loads(data)
+    assert [s.study_name for s in restored.get_all_studies()] == ["s"]
