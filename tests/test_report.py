@@ -435,6 +435,7 @@ def test_a_one_trial_sweep_renders(postgres_server, tmp_path):
     assert "solo" in report.write_report(url, "one", tmp_path / "out").read_text()
 
 
+@pytest.mark.slow  # 100 trials of rows written and drawn: ~40 s
 def test_a_hundred_trial_sweep_renders_every_trial(postgres_server, tmp_path):
     url = new_database(postgres_server)
     store = start(url, tmp_path, "hundred")

@@ -572,6 +572,7 @@ def test_an_unreachable_address_fails_in_seconds_and_leaves_the_name_free(
     assert_nothing_written(fresh_db_url, tmp_path)
 
 
+@pytest.mark.slow  # starts a local Ray
 def test_a_gpu_learner_on_a_machine_without_gpus_fails_instead_of_pending_forever(
     fresh_db_url, tmp_path
 ):
