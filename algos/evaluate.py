@@ -329,6 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, EnvConfigError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: no evaluation printed", file=sys.stderr)
+        return 130
     print(f"{policy.algo} checkpoint {args.checkpoint}")
     print(format_table(results, protocol))
     if args.video is not None:

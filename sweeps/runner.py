@@ -60,6 +60,11 @@ def check_database(options: Options, db_url: str) -> None:
             f"{existing['started_at']:%Y-%m-%d %H:%M}); continue it with --resume --name "
             f"{options.name}, or pick a new --name"
         )
+    if existing is not None and existing["algo"] != options.sweep.algo:
+        raise SweepError(
+            f"--resume --name {options.name}: that sweep trains {existing['algo']}, this sweep "
+            f"file {options.sweep.algo}; allowed: the sweep file that started it"
+        )
 
 
 def run(options: Options) -> int:

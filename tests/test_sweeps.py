@@ -652,6 +652,22 @@ def test_existing_sweep_name_without_resume_fails_before_ray_starts(
     ]
 
 
+def test_resuming_a_dqn_sweep_through_a_ppo_sweep_file_is_one_line(
+    fresh_db_url, tmp_path, monkeypatch
+):
+    from callbacks.store import ResultsStore, prepare_database
+    from sweeps import runner
+    from sweeps.options import SweepError, parse_options
+
+    prepare_database(fresh_db_url)
+    with ResultsStore(fresh_db_url) as store:
+        store.start_sweep(name="dqn-one", algo="DQN", search_space={}, metric="m", mode="max")
+    monkeypatch.setenv("MARIO_SWEEPS_STATE_DIR", str(tmp_path))
+    options = parse_options(PPO_SWEEP, ["--db-url", fresh_db_url, "--name", "dqn-one"])
+    with pytest.raises(SweepError, match="that sweep trains DQN, this sweep file PPO"):
+        runner.check_database(replace(options, resume=True), fresh_db_url)
+
+
 def test_bad_cli_value_exits_non_zero_as_a_script(tmp_path):
     done = run_sweep(
         "sweeps/ppo_lr_entropy.py", "--num-samples", "-1", tmp_path=tmp_path, timeout=120

@@ -348,7 +348,7 @@ class ResultsStore:
 
 def _sweep_info(cur: Any, name: str) -> dict[str, Any] | None:
     cur.execute(
-        "SELECT s.id, s.status, s.started_at, count(t.trial_id)"
+        "SELECT s.id, s.status, s.started_at, count(t.trial_id), s.algo"
         " FROM mario_sweeps.sweeps s LEFT JOIN mario_sweeps.trials t ON t.sweep_id = s.id"
         " WHERE s.name = %s GROUP BY s.id",
         (name,),
@@ -356,7 +356,14 @@ def _sweep_info(cur: Any, name: str) -> dict[str, Any] | None:
     row = cur.fetchone()
     if row is None:
         return None
-    return {"name": name, "id": row[0], "status": row[1], "started_at": row[2], "trials": row[3]}
+    return {
+        "name": name,
+        "id": row[0],
+        "status": row[1],
+        "started_at": row[2],
+        "trials": row[3],
+        "algo": row[4],
+    }
 
 
 def _reusable(info: Mapping[str, Any]) -> bool:
@@ -373,7 +380,7 @@ def _taken_message(info: Mapping[str, Any]) -> str:
 
 
 def find_sweep(db_url: str, name: str) -> dict[str, Any] | None:
-    """The sweep row named ``name`` (id, status, started_at, trials), or None if there is none
+    """The sweep row named ``name`` (id, status, started_at, trials, algo), or None if there is none
     or only an empty one a new start may replace. Read-only."""
     conn = _one_shot(db_url)
     try:
