@@ -426,6 +426,11 @@ def _schedule(sweep: Sweep, args: argparse.Namespace, base, *, max_env_steps: in
         raise SweepError(
             f"--num-samples is not allowed with --scheduler {scheduler}; allowed: --population N"
         )
+    if args.confirm_seeds is not None:
+        raise SweepError(
+            f"--confirm-seeds is not allowed with --scheduler {scheduler}: a population has no "
+            "confirm stage; allowed: --scheduler asha"
+        )
     if args.confirm_top:
         raise SweepError(
             f"--confirm-top {args.confirm_top} is not allowed with --scheduler {scheduler}: a "

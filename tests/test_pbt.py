@@ -210,6 +210,7 @@ PBT_BAD = [
     (["--quantile-fraction", "nan"], "--quantile-fraction nan is not allowed"),
     (["--population", "1"], "--population 1 is not allowed; allowed: an integer in [2,"),
     (["--num-samples", "3"], "--num-samples"),
+    (["--confirm-seeds", "-7"], "--confirm-seeds is not allowed with --scheduler pbt"),
 ]
 
 

@@ -201,6 +201,23 @@ def test_other_urls_are_a_one_line_error_naming_the_value_with_its_password_mask
     assert mask_url(url) in message and "postgresql://" in message
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mysql://u@h/db?password=hunter22",
+        "postgresql://u@h:notaport/db?password=hunter22",
+        "postgresql://u:hun@ter22@h/db",
+        "postgresql://u:hunter22@h:notaport/db",
+    ],
+)
+def test_urls_we_cannot_read_are_refused_without_any_part_of_their_password(url):
+    with pytest.raises(StoreError) as error:
+        validate_db_url(url)
+    message = str(error.value)
+    assert "\n" not in message and "hunter" not in message and "ter22" not in message
+    assert "h" in message  # still names where it pointed
+
+
 def test_mask_url_hides_the_password_in_the_user_part_and_in_the_query():
     url = "postgresql://mario:s3cret@db:5432/m?password=other&sslmode=require"
     assert mask_url(url) == "postgresql://mario:***@db:5432/m?password=***&sslmode=require"

@@ -65,16 +65,23 @@ def _parse(url: str) -> URL:
             "postgresql://user@host:port/db, postgres://..., postgresql+psycopg2://..."
             f" (set with --db-url or ${DB_URL_ENV_VAR}; passwords via PGPASSWORD or ~/.pgpass)"
         )
+    if parsed.host and "@" in parsed.host:  # an unencoded '@' in the password
+        raise StoreError(
+            f"database URL {_mask_unparsed(url)!r} has an '@' in its user or password part; "
+            "allowed: percent-encode it as %40, or put the password in PGPASSWORD or ~/.pgpass"
+        )
     return parsed
 
 
 def _mask_unparsed(text: str) -> str:
-    """Best effort for text that is not a URL at all: drop everything between ``:`` and ``@``."""
+    """Text that is no URL we can read, shown without anything that may be a password: the user
+    part (everything up to the last ``@``) and the query (``?password=...``) are dropped."""
     scheme, sep, rest = text.partition("://")
-    if not sep or "@" not in rest:
-        return text if sep else "<not a URL>"
-    user = rest.split("@", 1)[0].split(":", 1)[0]
-    return f"{scheme}://{user}:***@{rest.rsplit('@', 1)[1]}"
+    if not sep:
+        return "<not a URL>"
+    if "@" in rest:
+        rest = "***@" + rest.rsplit("@", 1)[1]
+    return f"{scheme}://{rest.split('?', 1)[0]}"
 
 
 def validate_db_url(url: str) -> str:
