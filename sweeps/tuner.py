@@ -250,16 +250,17 @@ def build_callbacks(
 
 
 def progress_reporter(options: Options, *, extra_params: tuple[str, ...] = ()):
-    """The console table: our metric, best x_pos, flags, episodes, env steps, searched params
-    (and ``extra_params``: the confirm stage's seed)."""
+    """The console table: our metric, this iteration's furthest x_pos and flags (labelled
+    ``/iter``), the trial's episodes and env steps so far, searched params (and
+    ``extra_params``: the confirm stage's seed)."""
     from ray.tune import CLIReporter
 
     return CLIReporter(
         metric_columns={
             options.sweep.metric: "metric",
-            "mario/x_pos_max": "x_pos max",
-            "mario/flags": "flags",
-            "mario/episodes": "episodes",
+            "mario/x_pos_max": "x_pos max/iter",
+            "mario/flags": "flags/iter",
+            "env_runners/num_episodes_lifetime": "episodes",
             "num_env_steps_sampled_lifetime": "env steps",
         },
         parameter_columns=[*options.sweep.search_space, *extra_params],

@@ -44,7 +44,7 @@ def test_ppo_smoke_sweep_records_its_search_then_confirms_the_top_configs_over_s
     done, fresh_db_url = smoke_sweep.done, smoke_sweep.db_url
     assert "leaderboard (3 search trials" in done.stdout and "best checkpoint: /" in done.stdout
     # The console's progress table is ours (Tune's default output would ignore it).
-    assert "x_pos max" in done.stdout and "num_env_runner_sample_calls" not in done.stdout
+    assert "x_pos max/iter" in done.stdout and "num_env_runner_sample_calls" not in done.stdout
     [(sweep_id, name, status)] = sweep_rows(fresh_db_url)
     assert (name, status) == ("ppo_lr_entropy-smoke", "finished")
     trials = rows(
