@@ -31,6 +31,7 @@ from callbacks.store import (
     find_sweep,
     mask_url,
     prepare_database,
+    remember_password,
     set_sweep_status,
 )
 from envs import register_mario_env
@@ -74,6 +75,7 @@ def run(options: Options) -> int:
     db_url = options.db_url or embedded_db_url()
     check_database(options, db_url)
     warn_about_password(db_url)
+    remember_password(db_url)  # for the callback and study a --resume unpickles without it
     register_mario_env()
     dashboard = connect_ray(options)
     try:

@@ -22,7 +22,7 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from callbacks.collapse import stop_reason
-from callbacks.store import split_password, sqlalchemy_url
+from callbacks.store import remembered_password, split_password, sqlalchemy_url
 
 __all__ = [
     "MarioASHA",
@@ -46,6 +46,14 @@ class PasswordFreeRDBStorage(RDBStorage):
             sqlalchemy_url(bare),
             engine_kwargs={"pool_pre_ping": True, "connect_args": connect_args},
         )
+
+    def __setstate__(self, state):
+        # Unpickled from tuner.pkl on --resume: the password given again, if any, is remembered.
+        password = remembered_password(state["url"])
+        if password:
+            kwargs = state["engine_kwargs"]
+            state = {**state, "engine_kwargs": {**kwargs, "connect_args": {"password": password}}}
+        super().__setstate__(state)
 
     def __getstate__(self):
         # Optuna's private state layout (optuna pinned < 6); guard: tests/test_decisions.py.

@@ -574,3 +574,41 @@ def test_a_search_space_is_stored_as_data_not_as_an_object_repr():
         "lr": {"type": "float", "low": 1e-5, "high": 1e-3, "log": True},
         "n": {"type": "categorical", "choices": [1, 3], "log": False},
     }
+
+
+def test_a_resumed_sweeps_callback_and_study_connect_with_the_password_given_again(
+    password_role, postgres_url, tmp_path
+):
+    """``tuner.pkl`` holds neither password; ``--resume`` with a password URL remembers it
+    (``remember_password``) before Tune unpickles the callback and the Optuna storage, which then
+    connect with it (a password-only role: the session server trusts every other one)."""
+    from callbacks.postgres_callback import PostgresCallback
+    from sweeps.search import PasswordFreeRDBStorage
+
+    name = f"owned_{int(time.time() * 1000) % 10**9}"
+    conn = psycopg2.connect(postgres_url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}" OWNER {PASSWORD_ROLE}')
+    conn.close()
+    url = password_role.format(password=RIGHT_PASSWORD).replace("/postgres?", f"/{name}?")
+    prepare_database(url)
+    storage = PasswordFreeRDBStorage(url)
+    optuna.create_study(study_name="s", storage=storage)
+    callback = PostgresCallback(
+        db_url=url,
+        sweep={"name": "pw", "algo": "PPO", "search_space": {}, "metric": "m", "mode": "max"},
+        spill_dir=tmp_path,
+    )
+    pickled = pickle.dumps((storage, callback))
+    assert RIGHT_PASSWORD.encode() not in pickled
+
+    connection._REMEMBERED.clear()  # a new process: nothing remembered yet
+    with pytest.raises(Exception, match="password"):
+        pickle.loads(pickled)[0].get_all_studies()
+    connection.remember_password(url)
+    storage, callback = pickle.loads(pickled)
+    assert [s.study_name for s in storage.get_all_studies()] == ["s"]
+    callback.setup()
+    assert callback.sweep_id is not None
+    callback.on_experiment_end(trials=[])

@@ -31,6 +31,8 @@ __all__ = [
     "has_password",
     "libpq_url",
     "mask_url",
+    "remember_password",
+    "remembered_password",
     "resolve_db_url",
     "split_password",
     "sqlalchemy_url",
@@ -148,14 +150,33 @@ def sqlalchemy_url(url: str) -> str:
     return bare.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
 
 
+_REMEMBERED: dict[str, str] = {}
+"""Passwords given in a URL to this process, by the URL without them."""
+
+
+def remember_password(url: str) -> None:
+    """Keep ``url``'s password in this process's memory, for objects that come back from a pickle
+    without it: a restored sweep's ``PostgresCallback`` and Optuna storage (``tuner.pkl`` never
+    holds a password) then connect with the password given on the command line that resumed it,
+    as they would with ``PGPASSWORD``."""
+    bare, password = split_password(url)
+    if password:
+        _REMEMBERED[bare] = password
+
+
+def remembered_password(url: str) -> str | None:
+    return _REMEMBERED.get(split_password(url)[0])
+
+
 def connect(url: str, *, password: str | None = None, **options: Any) -> Any:
     """The one place a psycopg2 connection is opened.
 
     A password in ``url`` is used but never passed on inside a URL string; ``password`` (given
-    separately, e.g. kept in memory by a callback) wins. Raises psycopg2's errors unchanged.
+    separately, e.g. kept in memory by a callback) wins, then one remembered for this URL
+    (:func:`remember_password`). Raises psycopg2's errors unchanged.
     """
     bare, url_password = _parts(url)
-    secret = password or url_password
+    secret = password or url_password or _REMEMBERED.get(bare.render_as_string(hide_password=False))
     kwargs = {"password": secret} if secret else {}
     options.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
     return psycopg2.connect(bare.render_as_string(hide_password=False), **options, **kwargs)
