@@ -299,6 +299,43 @@ def parse_options(sweep: Sweep, argv: list[str] | None = None, *, name_suffix: s
         raise SweepError(
             f"--name {name!r} is not allowed; allowed: 1-63 letters, digits, '_', '.', '-'"
         )
+    max_env_steps = _count(
+        "--max-env-steps", args.max_env_steps, base.max_env_steps, high=MAX_ENV_STEPS
+    )
+    schedule = _schedule(sweep, args, base, max_env_steps=max_env_steps)
+    if schedule["pbt"]:
+        num_samples = schedule["pbt"].population
+    else:
+        assert base.num_samples is not None  # ASHA's: a Sweep with asha has it (__post_init__)
+        num_samples = _count("--num-samples", args.num_samples, base.num_samples, high=100_000)
+    options = Options(
+        sweep=sweep,
+        name=name,
+        num_samples=num_samples,
+        max_env_steps=max_env_steps,
+        max_concurrent=_count(
+            "--max-concurrent", args.max_concurrent, base.max_concurrent, high=10_000
+        ),
+        **_connections(args),
+        resume=args.resume,
+        smoke=args.smoke,
+        storage_path=_storage_path(args.storage_path),
+        env_config=_env_config(sweep, args),
+        hparams={**sweep.hparams, **(sweep.smoke.hparams if args.smoke else {})},
+        command=_command(
+            parser, args, prog=sys.argv[0] if argv is None else f"sweeps/{sweep.name}.py"
+        ),
+        eval_episodes=_eval_episodes(args.eval_episodes, smoke=args.smoke),
+        eval_sample=args.eval_sample,
+        report_every_s=_report_every_s(args.report_every),
+        **schedule,
+    )
+    _check_trial(options)
+    return options
+
+
+def _connections(args: argparse.Namespace) -> dict:
+    """Where the sweep runs and writes: Ray address, GPUs, database URL, W&B project and mode."""
     if not _WANDB_PROJECT.fullmatch(args.wandb_project):
         raise SweepError(
             f"--wandb-project {args.wandb_project!r} is not allowed; allowed: 1-128 letters, "
@@ -329,6 +366,17 @@ def parse_options(sweep: Sweep, argv: list[str] | None = None, *, name_suffix: s
             validate_db_url(db_url)
         except StoreError as err:
             raise SweepError(f"--db-url: {err}") from None
+    return {
+        "address": address,
+        "db_url": db_url,
+        "gpus_per_learner": args.gpus_per_learner,
+        "wandb_project": args.wandb_project,
+        "wandb_mode": wandb_mode,
+    }
+
+
+def _env_config(sweep: Sweep, args: argparse.Namespace) -> dict:
+    """The sweep's env_config, the smoke budget's, then --env-config and --task, checked."""
     env_config = {**sweep.env_config, **(sweep.smoke.env_config if args.smoke else {})}
     if args.env_config is not None:
         extra = _strict_json(args.env_config, "--env-config")
@@ -345,41 +393,13 @@ def parse_options(sweep: Sweep, argv: list[str] | None = None, *, name_suffix: s
         validate_env_config(env_config)
     except EnvConfigError as err:
         raise SweepError(str(err)) from None
-    max_env_steps = _count(
-        "--max-env-steps", args.max_env_steps, base.max_env_steps, high=MAX_ENV_STEPS
-    )
-    schedule = _schedule(sweep, args, base, max_env_steps=max_env_steps)
-    if schedule["pbt"]:
-        num_samples = schedule["pbt"].population
-    else:
-        assert base.num_samples is not None  # ASHA's: a Sweep with asha has it (__post_init__)
-        num_samples = _count("--num-samples", args.num_samples, base.num_samples, high=100_000)
-    options = Options(
-        sweep=sweep,
-        name=name,
-        num_samples=num_samples,
-        max_env_steps=max_env_steps,
-        max_concurrent=_count(
-            "--max-concurrent", args.max_concurrent, base.max_concurrent, high=10_000
-        ),
-        address=address,
-        db_url=db_url,
-        wandb_project=args.wandb_project,
-        wandb_mode=wandb_mode,
-        resume=args.resume,
-        smoke=args.smoke,
-        storage_path=_storage_path(args.storage_path),
-        gpus_per_learner=args.gpus_per_learner,
-        env_config=env_config,
-        hparams={**sweep.hparams, **(sweep.smoke.hparams if args.smoke else {})},
-        command=_command(
-            parser, args, prog=sys.argv[0] if argv is None else f"sweeps/{sweep.name}.py"
-        ),
-        eval_episodes=_eval_episodes(args.eval_episodes, smoke=args.smoke),
-        eval_sample=args.eval_sample,
-        report_every_s=_report_every_s(args.report_every),
-        **schedule,
-    )
+    return env_config
+
+
+def _check_trial(options: Options) -> None:
+    """The trial builds (hyperparameters and search space checked before Ray), and --resume has
+    an experiment to restore."""
+    sweep = options.sweep
     both = sorted(set(sweep.hparams) & set(sweep.search_space))
     if both:
         # The search would silently override the fixed value (which then is never checked).
@@ -387,13 +407,12 @@ def parse_options(sweep: Sweep, argv: list[str] | None = None, *, name_suffix: s
             f"hyperparameter {both[0]!r} is both fixed (Sweep.hparams) and searched "
             "(Sweep.search_space); allowed: one of the two"
         )
-    algorithm_config(options)  # hyperparameters and search space checked here, before Ray
+    algorithm_config(options)
     if options.resume and not _can_restore(options.experiment_dir):
         raise SweepError(
-            f"--resume: no interrupted sweep {name!r} under {options.storage_path}; "
+            f"--resume: no interrupted sweep {options.name!r} under {options.storage_path}; "
             "allowed: the --name of a sweep started before with the same --storage-path"
         )
-    return options
 
 
 def _schedule(sweep: Sweep, args: argparse.Namespace, base, *, max_env_steps: int) -> dict:
