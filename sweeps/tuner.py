@@ -78,11 +78,8 @@ def _check_reachable(address: str, timeout_s: float = 10.0) -> None:
 def build_tuner(options: Options, db_url: str):
     """The Tuner for a new or restored sweep: searcher, scheduler, stopper and callbacks."""
     from ray import tune
-    from ray.tune.search import ConcurrencyLimiter
 
-    sweep = options.sweep
     config = algorithm_config(options)
-    population = options.scheduler in ("pbt", "pb2")
     if options.resume:
         # Tune restores the searcher, scheduler, stopper and callbacks it pickled at the start.
         return tune.Tuner.restore(
@@ -92,40 +89,8 @@ def build_tuner(options: Options, db_url: str):
             resume_unfinished=True,
             restart_errored=True,
         )
-    search: dict[str, Any]
-    if population:
-        assert options.pbt is not None  # sweeps.options sets it for pbt / pb2
-        scheduler = pbt_scheduler(
-            options.scheduler,
-            pbt=options.pbt,
-            metric=sweep.metric,
-            mode=sweep.mode,
-            search_space=sweep.search_space,
-            lineage_key=options.name,
-        )
-        recorded = {"type": options.scheduler.upper(), **vars(options.pbt)}
-        search = {"max_concurrent_trials": options.max_concurrent}  # Tune's own sampling
-    else:
-        declared = sweep.smoke.asha if options.smoke else sweep.asha
-        assert declared is not None  # sweeps.options allows asha only for a sweep with ASHA
-        asha = declared.within(options.max_env_steps)
-        scheduler = asha_scheduler(
-            metric=sweep.metric,
-            mode=sweep.mode,
-            max_env_steps=options.max_env_steps,
-            grace_period=asha.grace_period,
-            reduction_factor=asha.reduction_factor,
-        )
-        recorded = {"type": "ASHA", **vars(asha)}
-        searcher = optuna_searcher(
-            db_url=db_url,
-            study_name=f"mario-sweeps/{options.name}",
-            metric=sweep.metric,
-            mode=sweep.mode,
-            seed=sweep.seed,
-            points_to_evaluate=sweep.points_to_evaluate,
-        )
-        search = {"search_alg": ConcurrencyLimiter(searcher, max_concurrent=options.max_concurrent)}
+    population = options.scheduler in ("pbt", "pb2")
+    scheduler, recorded, search = (_population if population else _search)(options, db_url)
     return tune.Tuner(
         config.algo_class,
         param_space=config,
@@ -143,6 +108,49 @@ def build_tuner(options: Options, db_url: str):
             scheduler=scheduler,
         ),
     )
+
+
+def _population(options: Options, db_url: str) -> tuple[Any, dict, dict[str, Any]]:
+    """PBT or PB2 over the search space: (scheduler, its stored settings, TuneConfig kwargs)."""
+    sweep = options.sweep
+    assert options.pbt is not None  # sweeps.options sets it for pbt / pb2
+    scheduler = pbt_scheduler(
+        options.scheduler,
+        pbt=options.pbt,
+        metric=sweep.metric,
+        mode=sweep.mode,
+        search_space=sweep.search_space,
+        lineage_key=options.name,
+    )
+    recorded = {"type": options.scheduler.upper(), **vars(options.pbt)}
+    return scheduler, recorded, {"max_concurrent_trials": options.max_concurrent}
+
+
+def _search(options: Options, db_url: str) -> tuple[Any, dict, dict[str, Any]]:
+    """Optuna (its study in PostgreSQL) and ASHA: (scheduler, its settings, TuneConfig kwargs)."""
+    from ray.tune.search import ConcurrencyLimiter
+
+    sweep = options.sweep
+    declared = sweep.smoke.asha if options.smoke else sweep.asha
+    assert declared is not None  # sweeps.options allows asha only for a sweep with ASHA
+    asha = declared.within(options.max_env_steps)
+    scheduler = asha_scheduler(
+        metric=sweep.metric,
+        mode=sweep.mode,
+        max_env_steps=options.max_env_steps,
+        grace_period=asha.grace_period,
+        reduction_factor=asha.reduction_factor,
+    )
+    searcher = optuna_searcher(
+        db_url=db_url,
+        study_name=f"mario-sweeps/{options.name}",
+        metric=sweep.metric,
+        mode=sweep.mode,
+        seed=sweep.seed,
+        points_to_evaluate=sweep.points_to_evaluate,
+    )
+    limited = ConcurrencyLimiter(searcher, max_concurrent=options.max_concurrent)
+    return scheduler, {"type": "ASHA", **vars(asha)}, {"search_alg": limited}
 
 
 def run_config(
