@@ -49,7 +49,8 @@ def load_policy(path: str | Path) -> LoadedPolicy:
             saved = pickle.load(f)
         config = saved["ctor_args_and_kwargs"][0][0]
         env_config = dict(config["env_config"])
-        algo = saved["class"].__name__
+        # RLlib's algorithm ("PPO"), also for our subclasses (MarioPPO: algos.algorithms).
+        algo = next(c.__name__ for c in saved["class"].__mro__ if c.__module__.startswith("ray."))
         # Our modules are torch ones (``framework("torch")``): an nn.Module, with ``eval()``.
         module = cast("TorchRLModule", RLModule.from_checkpoint(root / _MODULE_DIR))
     except Exception as err:  # any unpickling/torch error means the same thing to the user
