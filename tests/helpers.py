@@ -67,12 +67,14 @@ def assert_nothing_written(db_url: str, state: Path) -> None:
     assert not results.exists() or not any(results.iterdir())
 
 
-def start_sweep(args: list[str], tmp_path: Path) -> subprocess.Popen:
+def start_sweep(
+    args: list[str], tmp_path: Path, script: str = "sweeps/ppo_lr_entropy.py"
+) -> subprocess.Popen:
     """A sweep driver in its own process group, as a terminal's foreground job is; its output
     goes to ``tmp_path / "driver.log"`` (a pipe nobody reads would fill and stall it)."""
     log = (tmp_path / "driver.log").open("w")
     return subprocess.Popen(
-        [sys.executable, str(REPO / "sweeps/ppo_lr_entropy.py"), *args],
+        [sys.executable, str(REPO / script), *args],
         cwd=REPO,
         env=sweep_env(tmp_path),
         stdout=log,

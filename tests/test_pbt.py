@@ -6,8 +6,6 @@ import math
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from dataclasses import replace
 
@@ -16,7 +14,7 @@ from ray import tune
 
 from sweeps.ppo_pbt import SWEEP as PBT_SWEEP
 from sweeps.runner import main
-from tests.helpers import REPO, assert_nothing_written, rows, run_sweep, sweep_env, sweep_rows
+from tests.helpers import assert_nothing_written, rows, run_sweep, start_sweep, sweep_rows
 
 # 4 members x 6 iterations of 256 env steps, perturbed every 256 steps: several exploits in ~1 min.
 EXPLOIT_LINE = re.compile(r"\[Exploit\] Cloning trial")
@@ -156,27 +154,19 @@ def test_an_interrupted_pbt_sweep_resumes_its_population_with_lineage_exactly_on
         "0",
     ]
     log_path = tmp_path / "driver.log"
-    with log_path.open("w") as log:
-        driver = subprocess.Popen(
-            [sys.executable, str(REPO / "sweeps/ppo_pbt.py"), *args],
-            cwd=REPO,
-            env=sweep_env(tmp_path),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            deadline = time.monotonic() + 400
-            while time.monotonic() < deadline and driver.poll() is None:
-                if sweep_rows(fresh_db_url) and lineage(fresh_db_url):
-                    break
-                time.sleep(0.5)
-            assert driver.poll() is None, "the sweep ended before it could be interrupted"
-            os.killpg(driver.pid, signal.SIGINT)
-            driver.wait(timeout=120)
-        finally:
-            if driver.poll() is None:
-                os.killpg(driver.pid, signal.SIGKILL)
+    driver = start_sweep(args, tmp_path, script="sweeps/ppo_pbt.py")
+    try:
+        deadline = time.monotonic() + 400
+        while time.monotonic() < deadline and driver.poll() is None:
+            if sweep_rows(fresh_db_url) and lineage(fresh_db_url):
+                break
+            time.sleep(0.5)
+        assert driver.poll() is None, "the sweep ended before it could be interrupted"
+        os.killpg(driver.pid, signal.SIGINT)
+        driver.wait(timeout=120)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
     first = log_path.read_text()
     assert driver.returncode == 130, first[-3000:]
     assert sweep_rows(fresh_db_url)[0][2] == "interrupted"
