@@ -40,6 +40,8 @@ class Side:
     trial_ids: tuple[str, ...]
     scores: tuple[float, ...]
     flag_rates: tuple[float, ...]
+    budget: int | None = None
+    """Env steps per trial of the side's sweep (None: recorded before schema v4)."""
 
 
 _TRIAL_SQL = """
@@ -53,6 +55,7 @@ SELECT t.trial_id, t.final_metric,
        AS flag_rate
 FROM mario_sweeps.trials t
 WHERE t.sweep_id = %s AND t.status = 'terminated' AND t.final_metric IS NOT NULL
+  AND coalesce(t.stop_reason, 'completed') IN ('completed', 'collapse')
   AND {where}
 ORDER BY t.trial_id
 """
@@ -86,9 +89,15 @@ def resolve_side(db_url: str, spec: str) -> Side:
                 db_url, _REPEATS_SQL.format(where="t.stage = 'search'"), (sweep["id"],)
             )
             description = f"every trial, {len(rows)} runs"
+    if not rows:
+        raise ConfirmError(
+            f"{spec!r} has no finished full-budget runs ({description}); allowed: a config "
+            "confirmed by python -m sweeps.confirm, or a sweep with trials that ran its budget"
+        )
     return Side(
         spec=spec,
         description=description,
+        budget=(sweep["settings"] or {}).get("max_env_steps"),
         metric=sweep["metric"],
         mode=sweep["mode"],
         trial_ids=tuple(r["trial_id"] for r in rows),
@@ -125,6 +134,13 @@ def compare_sides(sides: list[Side]) -> tuple[list[Comparison], str]:
         lines.append(
             f"{label}  {side.spec:<36} {side.description:<44} {final!s:>28}  "
             f"eval flag rate {interval_text(flags, percent=True)}"
+        )
+    budgets = {side.budget for side in sides if side.budget is not None}
+    if len(budgets) > 1:
+        raise ConfirmError(
+            "the sides ran different budgets ("
+            + ", ".join(f"{s.spec!r} {s.budget:,} env steps" for s in sides if s.budget)
+            + "); allowed: sides with the same env-step budget per trial"
         )
     comparisons = []
     for label, side in zip(_labels(len(sides))[1:], sides[1:], strict=True):

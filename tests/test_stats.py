@@ -168,11 +168,25 @@ def test_confirmed_configs_rank_by_iqm_and_compare_gives_the_known_verdicts(fres
         (["known:good-1000", "known:bad"], "has no search trial 'good-1000'"),
         (["nosuch", "known:bad"], "no sweep named 'nosuch'"),
         (["one:only", "known:bad"], "has 1 scored run(s); a confidence interval needs at least 2"),
+        (["one:lonely", "known:bad"], "'one:lonely' has no finished full-budget runs"),
+        (["longer", "known:bad"], "the sides ran different budgets ('longer' 2,000 env steps"),
     ],
 )
 def test_compare_refuses_bad_sides_in_one_line(fresh_db_url, capsys, sides, message):
     write_confirmed_sweep(fresh_db_url)
     write_confirmed_sweep_with_one_seed(fresh_db_url)
+    with ResultsStore(fresh_db_url) as store:  # two search trials of a 2,000-step sweep
+        store.start_sweep(
+            name="longer",
+            algo="PPO",
+            search_space={},
+            metric="mario/x_pos_smoothed",
+            mode="max",
+            settings={"max_env_steps": 2_000},
+        )
+        for k in range(2):
+            store.upsert_trial(f"l{k}", params={}, status="terminated", final_metric=float(k))
+        store.finish_sweep("finished")
     before = row_count(fresh_db_url)
     assert compare.main([*sides, "--db-url", fresh_db_url]) == 2
     err = capsys.readouterr().err
@@ -186,6 +200,7 @@ def write_confirmed_sweep_with_one_seed(db_url: str) -> None:
             name="one", algo="PPO", search_space={}, metric="mario/x_pos_smoothed", mode="max"
         )
         store.upsert_trial("only", params={}, status="terminated", best_metric=1.0)
+        store.upsert_trial("lonely", params={}, status="terminated", best_metric=2.0)
         store.upsert_trial(
             "only-1000",
             stage="confirm",
