@@ -344,7 +344,8 @@ def dqn_config(
     resources: Resources = Resources(),
     schedule_env_steps: int | None = None,
 ) -> DQNConfig:
-    """A DQN config for Mario (double Q, dueling, n-step, prioritized replay, epsilon decay)."""
+    """A DQN config for Mario (double Q, dueling, n-step, prioritized replay, epsilon decay).
+    ``schedule_env_steps``: the budget (decays run over it; no iteration samples much more)."""
     hparams = dict(hparams or {})
     check_hparams("DQN", {**DQN_DEFAULTS, **hparams}, DQN_RULES)
     hp = {**DQN_DEFAULTS, **hparams}
@@ -358,6 +359,14 @@ def dqn_config(
     )
     capacity = hp.pop("replay_capacity")
     epsilon = [(0, 1.0), (hp.pop("epsilon_timesteps"), hp.pop("epsilon_final"))]
+    if schedule_env_steps is not None:
+        # RLlib's DQN samples at least 1,000 env steps an iteration: a smaller budget would
+        # be overrun by most of an iteration (--max-env-steps 400 ran 1,070).
+        config.reporting(
+            min_sample_timesteps_per_iteration=min(
+                config.min_sample_timesteps_per_iteration, schedule_env_steps
+            )
+        )
     return config.learners(learner_class=MarioDQNLearner).training(
         replay_buffer_config={
             "type": "PrioritizedEpisodeReplayBuffer",

@@ -21,7 +21,10 @@ figures); wall-clock figures count training only.
 steps, wall time, the scheduler metric and every episode's end): the real curves that
 ``benchmarks/collapse_detection.py`` evaluates the collapse rule on; the final checkpoint goes
 beside them (``…-checkpoint``, ``…-at500000-checkpoint`` for ``--eval-at 500000``) for
-``python -m algos.evaluate`` to play again.
+``python -m algos.evaluate`` to play again. ``--continue`` picks each trial up from the final
+checkpoint and curve an earlier run left in ``--out`` and trains it on to ``--env-steps`` (a 1M run
+split over two working days is one curve; the env runners' random streams restart, so it is the
+same trial statistically, not bit for bit).
 
 Variants (``VARIANTS``): ``defaults`` is whatever ``PPO_DEFAULTS``/``DQN_DEFAULTS`` are today;
 ``wave1`` is the PPO configuration of wave 1, frozen, the baseline every change is measured against.
@@ -132,6 +135,7 @@ def train_trial(
     eval_at: tuple[int, ...] = (),
     out: str | None,
     cores: int | None = None,
+    resume: bool = False,
 ) -> dict:
     """Train one trial to ``env_steps`` (or for ``seconds``), evaluate it where its curve crosses
     ``eval_at`` and at the end, and return its curve (and keep it in out). ``cores``: the trial
@@ -150,10 +154,14 @@ def train_trial(
     max_steps = config.env_config.get("max_episode_steps", 4500)
     algo = config.build_algo()
     stem = f"{name}-{variant.algo}-seed{seed}"
+    iterations: list[dict] = []
+    if resume and out:
+        algo.restore_from_path(str(Path(out) / f"{stem}-checkpoint"))
+        iterations = [json.loads(line) for line in open(Path(out) / f"{stem}.jsonl")]
     log = None
     if out:
         Path(out).mkdir(parents=True, exist_ok=True)
-        log = open(Path(out) / f"{stem}.jsonl", "w")
+        log = open(Path(out) / f"{stem}.jsonl", "a" if resume else "w")
 
     def evaluate_now(tag: str) -> dict:
         """Both protocols on the policy of now, its checkpoint kept in out."""
@@ -170,9 +178,11 @@ def train_trial(
                 },
             }
 
-    iterations, evaluations, steps = [], [], 0
-    pending = sorted(n for n in eval_at if n < env_steps) if eval_episodes else []
-    start = time.monotonic()  # moved forward by each evaluation: time_s counts training only
+    evaluations: list[dict] = []
+    steps = iterations[-1]["env_steps"] if iterations else 0
+    pending = sorted(n for n in eval_at if steps < n < env_steps) if eval_episodes else []
+    # moved forward by each evaluation: time_s counts training only
+    start = time.monotonic() - (iterations[-1]["time_s"] if iterations else 0)
     try:
         while steps < env_steps and (seconds is None or time.monotonic() - start < seconds):
             result = algo.train()
@@ -322,6 +332,19 @@ def _positive(text: str) -> int:
     return value
 
 
+def _not_continuable(out: str | None, names: list[str], seeds: range) -> str | None:
+    """The first file --continue needs that is not there, or None."""
+    if not out:
+        return "--out"
+    for name in names:
+        for seed in seeds:
+            stem = Path(out) / f"{name}-{VARIANTS[name].algo}-seed{seed}"
+            for needed in (stem.with_suffix(".jsonl"), Path(f"{stem}-checkpoint")):
+                if not needed.exists():
+                    return str(needed)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python benchmarks/learning.py", description=__doc__)
     parser.add_argument(
@@ -373,6 +396,12 @@ def main(argv: list[str] | None = None) -> int:
         help="one trial with every core (an env runner per core): the speed a user with one "
         "trial gets; needs a single variant and seed",
     )
+    parser.add_argument(
+        "--continue",
+        dest="resume",
+        action="store_true",
+        help="go on from the final checkpoint and curve each trial left in --out",
+    )
     args = parser.parse_args(argv)
     names = args.variant or ["dqn-defaults" if args.algo == "DQN" else "defaults"]
     if args.whole_machine and len(names) * args.seeds > 1:
@@ -382,6 +411,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(
             f"--variant {wrong[0]} is a {VARIANTS[wrong[0]].algo} variant; --algo is {args.algo}"
         )
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    if args.resume:
+        missing = _not_continuable(args.out, names, seeds)
+        if missing:
+            parser.error(f"--continue needs {missing} (from an earlier run with this --out)")
     ray.init(num_cpus=CORES, include_dashboard=False, log_to_driver=False)
     try:
         trials = ray.get(
@@ -396,9 +430,10 @@ def main(argv: list[str] | None = None) -> int:
                     eval_at=tuple(args.eval_at),
                     out=args.out,
                     cores=CORES if args.whole_machine else None,
+                    resume=args.resume,
                 )
                 for name in names
-                for seed in range(args.first_seed, args.first_seed + args.seeds)
+                for seed in seeds
             ]
         )
     finally:

@@ -14,7 +14,8 @@
   still logging is told to end first, and the wait is bounded.
 - A quiet console. W&B's own summary, sync hint (naming Ray's temporary session directory) and
   ``reinit`` deprecation stay out of it, and its service is shut down with the run rather than
-  at process exit (``_LoggingActor``).
+  at process exit (``_LoggingActor``); the logging actors are not restartable (Ray's core worker
+  logs an error line for a restartable actor built from an actor handle).
 - No process-wide ``WANDB_MODE``. Ray skips its API-key check only when the driver's environment
   says offline/disabled; here ``mode="offline"``/``"disabled"`` skips it without touching
   ``os.environ``.
@@ -22,17 +23,25 @@
 
 import contextlib
 import enum
+import os
 from pathlib import Path
 from typing import Any
 
 import pyarrow.fs
-from ray.air.integrations.wandb import WandbLoggerCallback, _WandbLoggingActor
+import ray
+from ray.air.integrations.wandb import WANDB_ENV_VAR, WandbLoggerCallback, _WandbLoggingActor
+from ray.air.util.node import _force_on_current_node
 
 from callbacks.records import EPISODES_KEY
 
 __all__ = ["MarioWandbLoggerCallback", "plain"]
 
 RESULT_KEYS_KEPT_OUT = ("config", EPISODES_KEY)
+
+
+def _wandb_env() -> dict[str, str]:
+    """The API key for the logging actors, as Ray passes it (absent after ``wandb login``)."""
+    return {WANDB_ENV_VAR: os.environ[WANDB_ENV_VAR]} if WANDB_ENV_VAR in os.environ else {}
 
 
 def plain(value: Any) -> Any:
@@ -103,6 +112,16 @@ class MarioWandbLoggerCallback(WandbLoggerCallback):
 
     def _start_logging_actor(self, trial, exclude_results, **wandb_init_kwargs):
         wandb_init_kwargs["config"] = plain(wandb_init_kwargs.get("config") or {})
+        if not self._remote_logger_class:
+            # Ray's own is restartable (max_restarts=-1), but a restart cannot be promised for
+            # an actor built from a handle (the queue's), which Ray holds in the object store
+            # (ray #53727): its core worker logs an "E" line per sweep saying so. Not restarted,
+            # a logging actor that dies ends its trial's W&B run, as a failed restart would.
+            self._remote_logger_class = ray.remote(
+                num_cpus=0,
+                **_force_on_current_node(),
+                runtime_env={"env_vars": _wandb_env()},
+            )(self._logger_actor_cls)
         super()._start_logging_actor(trial, exclude_results, **wandb_init_kwargs)
 
     def log_trial_result(self, iteration: int, trial, result: dict):

@@ -9,13 +9,15 @@ every trial's whole config instead.
 ``quiet_ray_notices`` runs in every Ray worker process of a sweep (``worker_process_setup_hook``
 in the runtime env, so it also reaches a cluster's nodes) and in the driver. It drops only
 deprecation notices about RLlib's own internals, RLlib's "new API stack" notice, Tune's "Install
-gputil" hint and one known-harmless core-worker line per actor: warnings about the user's
-configuration and every error still come through.
+gputil" hint, one known-harmless core-worker line per actor and the "Exception ignored" traceback
+of a worker told to exit while in a finalizer: warnings about the user's configuration and every
+error still come through.
 """
 
 import logging
 import os
 import re
+import sys
 import warnings
 
 __all__ = ["QUIET_LOGGERS", "quiet_ray_notices", "use_progress_table"]
@@ -61,12 +63,21 @@ def _drop_worker_lines() -> None:
 def quiet_ray_notices() -> None:
     """Install the filters (idempotent)."""
     _drop_worker_lines()
+    sys.unraisablehook = _exit_in_a_finalizer_is_not_an_error
     # platformdirs (via W&B) warns twice where XDG_RUNTIME_DIR is unset, as on most servers.
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
     for name, text in QUIET_LOGGERS.items():
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropNotice) for f in logger.filters):
             logger.addFilter(_DropNotice(text))
+
+
+def _exit_in_a_finalizer_is_not_an_error(unraisable) -> None:
+    """Ray ends a worker it no longer needs (a stopped trial's env runner) with SIGTERM, whose
+    handler raises ``SystemExit``; raised inside a ``__del__``, Python prints it as "Exception
+    ignored" with a traceback. The worker exits as asked: every other unraisable still prints."""
+    if not isinstance(unraisable.exc_value, SystemExit):
+        sys.__unraisablehook__(unraisable)
 
 
 def use_progress_table() -> None:

@@ -17,7 +17,9 @@ the member is rebuilt with.
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from pyarrow.fs import FileType
 from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
+from ray.train import Checkpoint
 from ray.tune.schedulers import PopulationBasedTraining
 from ray.tune.schedulers.pb2 import PB2
 
@@ -51,12 +53,51 @@ def _keep_on_restore(trial, keys: list[str]) -> None:
         unresolved[key] = trial.config[key]
 
 
+_TRIAL_FIELDS = ("last_score", "last_perturbation_time", "last_train_time")
+
+
 class _PublishesLineage(_SchedulerBase):
     """Publish every exploit to :mod:`callbacks.lineage` under ``lineage_key``, and keep its
-    values through ``--resume``."""
+    values and the population's clocks through ``--resume``."""
 
     lineage_key: str
     searched: list[str]
+    _restored: dict[str, dict]
+
+    def get_state(self) -> dict:
+        """What Tune does not save of a PBT (``DecisionMemory`` does): per member, when it last
+        perturbed, its last score, result and checkpoint; the population's counters. Without
+        them every restored member has perturbed "at 0" and is perturbed at its first result."""
+        members = {}
+        for trial, state in self._trial_state.items():
+            checkpoint = state.last_checkpoint  # a save still in flight is not kept
+            members[trial.trial_id] = {
+                **{field: getattr(state, field) for field in _TRIAL_FIELDS},
+                "last_result": _scalars(state.last_result),
+                "last_checkpoint": checkpoint if isinstance(checkpoint, Checkpoint) else None,
+            }
+        counters = {name: getattr(self, name) for name in self._counters()}
+        return {"members": members, "counters": counters}
+
+    def set_state(self, state: dict) -> None:
+        """Counters now; a member's fields when Tune adds its restored trial (after this)."""
+        for name, value in state["counters"].items():
+            setattr(self, name, value)
+        self._restored = dict(state["members"])
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        super().on_trial_add(tune_controller, trial)
+        saved = getattr(self, "_restored", {}).pop(trial.trial_id, None)
+        if saved is not None:
+            member = self._trial_state[trial]
+            for field, value in saved.items():
+                setattr(member, field, value)
+            kept = saved["last_checkpoint"]
+            if kept and _gone(kept):
+                member.last_checkpoint = None  # deleted since: not a donor until it saves again
+
+    def _counters(self) -> tuple[str, ...]:
+        return ("_next_perturbation_sync", "_num_perturbations", "_num_checkpoints")
 
     def _exploit(self, tune_controller, trial, trial_to_clone) -> None:
         member = self._trial_state[trial]
@@ -94,6 +135,22 @@ class MarioPBT(_PublishesLineage, PopulationBasedTraining):
 
 class MarioPB2(_PublishesLineage, PB2):
     """Tune's PB2 (GP-bandit explore), publishing its lineage."""
+
+    def _counters(self) -> tuple[str, ...]:
+        # The GP's observations (``data``) are what PB2 explores from.
+        return (*super()._counters(), "data", "current", "last_exploration_time")
+
+
+def _gone(checkpoint: Checkpoint) -> bool:
+    assert checkpoint.filesystem is not None  # a Checkpoint always resolves its filesystem
+    return checkpoint.filesystem.get_file_info(checkpoint.path).type == FileType.NotFound
+
+
+def _scalars(result: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A result's plain values: all PBT and the lineage read of it."""
+    if result is None:
+        return None
+    return {k: v for k, v in result.items() if isinstance(v, int | float | str | bool)}
 
 
 def pbt_scheduler(

@@ -171,6 +171,37 @@ def test_learning_benchmark_prints_a_curve_first_flag_and_an_evaluation(tmp_path
         episodes = [e for line in lines for e in line["episodes"]]
         assert len(episodes) == trial["episodes"]
         assert all(how in ("death", "flag", "time-out") for _, how, _ in episodes)
+    # --continue trains the kept PPO trial on from its final checkpoint: one curve, no restart.
+    [ppo] = [raw for raw in out["raw"] if raw["algo"] == "PPO"]
+    before = ppo["iterations"]
+    log = tmp_path / "wave1-PPO-seed3.jsonl"
+    resumed = json.loads(
+        _run(
+            "learning.py",
+            *("--variant", "wave1", "--first-seed", "3", "--continue", "--out", str(tmp_path)),
+            *("--env-steps", str(before[-1]["env_steps"] + 1), "--eval-episodes", "1", "--json"),
+            timeout=600,
+        )
+    )
+    after = [json.loads(line) for line in log.read_text().splitlines()]
+    assert after[: len(before)] == before and len(after) == len(before) + 1
+    assert after[-1]["iteration"] == before[-1]["iteration"] + 1
+    assert after[-1]["env_steps"] > before[-1]["env_steps"]
+    assert after[-1]["time_s"] > before[-1]["time_s"]
+    assert resumed["raw"][0]["iterations"] == after
+
+
+def test_learning_benchmark_continue_needs_an_earlier_run(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "learning.py"), "--continue", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    expected = f"--continue needs {tmp_path / 'defaults-PPO-seed0.jsonl'}"
+    assert done.returncode == 2 and expected in done.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_learning_benchmark_rejects_a_variant_of_the_other_algo():

