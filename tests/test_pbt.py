@@ -21,12 +21,6 @@ EXPLOIT_LINE = re.compile(r"\[Exploit\] Cloning trial")
 LEARNER = "{learners,default_policy}"
 
 
-EXPLOIT_STEPS = (
-    "SELECT env_steps FROM mario_sweeps.lineage WHERE kind = 'exploit' AND trial_id = %s"
-    " ORDER BY created_at"
-)
-
-
 def exploit_lines(output: str) -> int:
     """How many exploits Tune itself reported (its scheduler logs one line each)."""
     return len(EXPLOIT_LINE.findall(output))
@@ -187,11 +181,6 @@ def test_an_interrupted_pbt_sweep_resumes_its_population_with_lineage_exactly_on
     assert len(events) == exploit_lines(first) + exploit_lines(done.stdout + done.stderr)
     assert len({(t, i) for t, i, *_ in events}) == len(events)
     assert_members_train_with_their_lineage_values(fresh_db_url, events, before_resume)
-    # The restored PBT remembers when each member last perturbed (``DecisionMemory``): none is
-    # perturbed again sooner than the interval, across the resume too.
-    for trial_id in {t for t, *_ in events}:
-        steps = [r[0] for r in rows(fresh_db_url, EXPLOIT_STEPS, trial_id)]
-        assert all(b - a >= 512 for a, b in zip(steps, steps[1:], strict=False)), steps
     after = member_timelines(fresh_db_url)
     assert set(after) >= set(before) and len(after) == 4  # the same population of 4, no more
     for trial_id, timeline in after.items():
