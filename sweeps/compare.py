@@ -199,7 +199,7 @@ def run_and_compare(sweeps: list[Sweep], argv: list[str] | None = None) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m sweeps.compare",
-        description="Compare configs over seeds: IQM with 95%% bootstrap intervals, the "
+        description="Compare configs over seeds: IQM with 95 % bootstrap intervals, the "
         "difference, P(A > B) and a verdict. A side is a sweep NAME or NAME:TRIAL.",
     )
     parser.add_argument("sides", nargs="+", metavar="SIDE", help="NAME or NAME:TRIAL")

@@ -240,3 +240,11 @@ def test_a_plan_skips_the_config_seed_pairs_that_finished(fresh_db_url):
     assert [c.trial_id for c in plan.candidates] == ["good", "same"]
     assert [(c.trial_id, seed) for c, seed in plan.missing] == [("good", 1002), ("same", 1002)]
     assert confirm.plan_confirm(fresh_db_url, "known", top=2, seeds=2).missing == []
+
+
+@pytest.mark.parametrize("module", [compare, confirm])
+def test_help_says_95_percent_as_written(module, capsys):
+    with pytest.raises(SystemExit) as done:
+        module.main(["--help"])
+    text = capsys.readouterr().out
+    assert done.value.code == 0 and "95 %" in text and "%%" not in text
