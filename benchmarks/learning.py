@@ -332,6 +332,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _minutes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"{text} is not allowed; allowed: minutes > 0")
+    return value
+
+
 def _not_continuable(out: str | None, names: list[str], seeds: range) -> str | None:
     """The first file --continue needs that is not there, or None."""
     if not out:
@@ -369,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--minutes",
-        type=_positive,
+        type=_minutes,
         help="end training after this many minutes even short of --env-steps, then evaluate",
     )
     parser.add_argument(

@@ -99,6 +99,27 @@ def wait_for_iterations(db_url: str, driver: subprocess.Popen, count: int) -> No
     raise AssertionError("the sweep ended or stalled before it could be interrupted")
 
 
+def reached_env_steps(db_url: str) -> int:
+    """The env steps each trial has reached, summed: grows only with new training (a trial
+    restored from a checkpoint first replays iterations it had)."""
+    return rows(
+        db_url,
+        "SELECT coalesce(sum(reached), 0) FROM (SELECT max(env_steps_lifetime) AS reached"
+        " FROM mario_sweeps.iterations GROUP BY trial_id) per_trial",
+    )[0][0]
+
+
+def wait_for_new_training(db_url: str, driver: subprocess.Popen, env_steps: int) -> None:
+    """Until the trials have trained ``env_steps`` beyond what they had reached before."""
+    target = reached_env_steps(db_url) + env_steps
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and driver.poll() is None:
+        if reached_env_steps(db_url) >= target:
+            return
+        time.sleep(0.5)
+    raise AssertionError("the resumed sweep ended or stalled before it could be interrupted")
+
+
 def gids(figure) -> list[str]:
     return [a.get_gid() for a in figure.findobj() if a.get_gid()]
 
