@@ -1,10 +1,11 @@
 """``DecisionMemory``: what the scheduler and the stopper remember, saved with the experiment.
 
 Tune saves a callback's ``get_state`` with every experiment checkpoint and hands it back to
-``set_state`` on ``Tuner.restore``; it saves neither ASHA's rung records nor a stopper's state.
-Without them a resumed sweep judges a restored trial a second time at every rung it had passed,
-against the other trials' post-restore values, and the collapse detector forgets the peak a trial
-fell from. This callback holds the scheduler and the stopper (pickled with it into ``tuner.pkl``,
+``set_state`` on ``Tuner.restore``; it saves neither ASHA's rung records, PBT's clocks nor a
+stopper's state. Without them a resumed sweep judges a restored trial a second time at every rung
+it had passed, against the other trials' post-restore values, PBT perturbs every restored member
+at its first result, and the collapse detector forgets the peak a trial fell from. This
+callback holds the scheduler and the stopper (pickled with it into ``tuner.pkl``,
 so the restored Tuner's scheduler and stopper are the very objects it restores) and carries the
 state of each that has ``get_state``/``set_state``.
 """
