@@ -142,6 +142,29 @@ def evaluate(
     problem = None if video is None else _video_problem(video)
     if video is not None and problem is not None:
         raise ValueError(_video_error(video, problem))
+    env = _evaluation_env(policy, tasks)
+    results: list[EpisodeResult] = []
+    workdir = Path(tempfile.mkdtemp(prefix="mario-eval-"))
+    best_key, best_file = None, None
+    try:
+        for episode in range(episodes):
+            clip = workdir / f"episode_{episode}{video.suffix}" if video else None
+            result = _play(env, policy, protocol, episode=episode, seed=seed + episode, clip=clip)
+            results.append(result)
+            rank = (result.x_pos, result.total_return)
+            if clip is not None and (best_key is None or rank > best_key):
+                best_key, best_file = rank, clip
+        if video is not None and best_file is not None:
+            video.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(best_file, video)
+    finally:
+        env.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return results
+
+
+def _evaluation_env(policy: LoadedPolicy, tasks: list[str] | None) -> MarioEnv:
+    """The env the policy trained on (or on ``tasks``), with its action set whatever the game."""
     env_config = dict(policy.env_config)
     # The policy's output layer fixes the action set: keep it whatever game is evaluated.
     env_config["action_set"] = validate_env_config(env_config).action_set
@@ -151,53 +174,51 @@ def evaluate(
         env_config["tasks"] = list(tasks)
     env = MarioEnv(validate_env_config(env_config), render_mode="rgb_array")
     if env.get_action_meanings()[0] != "NOOP":
-        raise ValueError(f"action set {env_config['action_set']!r} has no NOOP at index 0")
-    results: list[EpisodeResult] = []
-    workdir = Path(tempfile.mkdtemp(prefix="mario-eval-"))
-    best_key, best_file = None, None
-    try:
-        for episode in range(episodes):
-            rng = np.random.default_rng(seed + episode)
-            obs, info = env.reset(seed=seed + episode)
-            clip = workdir / f"episode_{episode}{video.suffix if video else '.mp4'}"
-            writer = _writer(clip) if video else None
-            total, length, frames, done = 0.0, 0, 0, False
-            noops, action = int(rng.integers(protocol.noop_max + 1)), 0
-            while not done:
-                if writer is not None:
-                    writer.append_data(env.render())
-                    frames += 1
-                if length >= noops and not (length > noops and rng.random() < protocol.sticky):
-                    action = _act(policy, obs, sample=protocol.sample, rng=rng)
-                obs, reward, terminated, truncated, info = env.step(action)
-                total += reward
-                length += 1
-                done = terminated or truncated
-            if writer is not None:
-                writer.append_data(env.render())
-                writer.close()
-                frames += 1
-            result = EpisodeResult(
-                episode,
-                info["task_id"],
-                total,
-                info["x_pos_max"],
-                info["flag_get"],
-                length,
-                frames,
-                min(noops, length),
-            )
-            results.append(result)
-            rank = (result.x_pos, result.total_return)
-            if writer is not None and (best_key is None or rank > best_key):
-                best_key, best_file = rank, clip
-        if video is not None and best_file is not None:
-            video.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(best_file, video)
-    finally:
         env.close()
-        shutil.rmtree(workdir, ignore_errors=True)
-    return results
+        raise ValueError(f"action set {env_config['action_set']!r} has no NOOP at index 0")
+    return env
+
+
+def _play(
+    env: MarioEnv,
+    policy: LoadedPolicy,
+    protocol: Protocol,
+    *,
+    episode: int,
+    seed: int,
+    clip: Path | None,
+) -> EpisodeResult:
+    """One episode: ``noops`` NOOP steps, then the policy, each step repeating the previous
+    action with the protocol's sticky chance; every frame written to ``clip`` if given."""
+    rng = np.random.default_rng(seed)
+    obs, info = env.reset(seed=seed)
+    writer = _writer(clip) if clip is not None else None
+    total, length, frames, done = 0.0, 0, 0, False
+    noops, action = int(rng.integers(protocol.noop_max + 1)), 0
+    while not done:
+        if writer is not None:
+            writer.append_data(env.render())
+            frames += 1
+        if length >= noops and not (length > noops and rng.random() < protocol.sticky):
+            action = _act(policy, obs, sample=protocol.sample, rng=rng)
+        obs, reward, terminated, truncated, info = env.step(action)
+        total += reward
+        length += 1
+        done = terminated or truncated
+    if writer is not None:
+        writer.append_data(env.render())
+        writer.close()
+        frames += 1
+    return EpisodeResult(
+        episode,
+        info["task_id"],
+        total,
+        info["x_pos_max"],
+        info["flag_get"],
+        length,
+        frames,
+        min(noops, length),
+    )
 
 
 def format_table(results: list[EpisodeResult], protocol: Protocol) -> str:
@@ -266,7 +287,7 @@ def _float_in(low: float, high: float):
     return parse
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m algos.evaluate",
         description="Play a trained Mario checkpoint, print a table and save the best episode.",
@@ -301,17 +322,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--seed", type=_int_in(0, MAX_SEED), default=0, help="seed of the first episode"
     )
-    # Cheap checks first, so a bad flag fails in a second rather than after loading or playing.
+    return parser
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """The flags, checked cheaply first: a bad one fails in a second, not after loading or
+    playing (``_ArgumentError``)."""
+    args = _parser().parse_args(argv)
+    problem = None if args.video is None else _video_problem(args.video)
+    if problem is not None:
+        raise _ArgumentError(_video_error(args.video, problem))
+    if args.tasks:
+        try:
+            validate_env_config({"tasks": args.tasks, "action_set": "simple"})
+        except EnvConfigError as err:
+            raise _ArgumentError(f"--tasks: {err}") from None
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
     try:
-        args = parser.parse_args(argv)
-        problem = None if args.video is None else _video_problem(args.video)
-        if problem is not None:
-            raise _ArgumentError(_video_error(args.video, problem))
-        if args.tasks:
-            try:
-                validate_env_config({"tasks": args.tasks, "action_set": "simple"})
-            except EnvConfigError as err:
-                raise _ArgumentError(f"--tasks: {err}") from None
+        args = _parse(argv)
     except _ArgumentError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

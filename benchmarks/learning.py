@@ -123,6 +123,70 @@ EVAL_PROTOCOLS = (Protocol(), Protocol(sample=True))
 as training does; the gap between them says whether the greedy policy lags the one that trained."""
 
 
+def build_algo(variant: Variant, *, seed: int, env_steps: int, cores: int | None):
+    """The trial's Algorithm, built as a sweep builds it; ``cores``: it has the machine."""
+    register_mario_env()
+    hparams, resources = {**variant.hparams, "seed": seed}, Resources()
+    if cores:
+        hparams["num_env_runners"], resources = cores, Resources.whole_machine(cores)
+        torch.set_num_threads(cores)
+    config = BUILDERS[variant.algo](
+        env_config=variant.env_config,
+        hparams=hparams,
+        resources=resources,
+        schedule_env_steps=env_steps,
+    ).callbacks(EpisodeRecorder)
+    return config.build_algo()
+
+
+def iteration_row(result: dict, *, time_s: float, max_episode_steps: int) -> dict:
+    """One line of the curve: env steps, training seconds, the metric, every episode's end."""
+    return {
+        "iteration": result["training_iteration"],
+        "env_steps": int(result[NUM_ENV_STEPS_SAMPLED_LIFETIME]),
+        "time_s": round(time_s, 2),
+        "metric": result[metric_key("x_pos_smoothed")],
+        "episodes": [
+            [
+                e["x_pos_max"],
+                episode_ending(
+                    flag_get=e["flag_get"],
+                    time_left=e["time_left"],
+                    length=e["length"],
+                    max_episode_steps=max_episode_steps,
+                ),
+                e["length"],
+            ]
+            for e in result[EPISODES_KEY]
+        ],
+    }
+
+
+def evaluate_algo(algo, *, env_steps: int, episodes: int, kept: Path | None) -> dict:
+    """Both protocols on the algorithm's policy of now; its checkpoint kept at ``kept``."""
+    with tempfile.TemporaryDirectory() as folder:
+        policy = load_policy(algo.save_to_path(str(kept or folder)))
+        return {
+            "env_steps": env_steps,
+            "results": {
+                how.describe(): [
+                    asdict(r) for r in evaluate(policy, episodes=episodes, protocol=how)
+                ]
+                for how in EVAL_PROTOCOLS
+            },
+        }
+
+
+def _open_curve(algo, stem: Path, *, resume: bool) -> tuple[list[dict], Any]:
+    """The curve so far and its JSON-lines file open for appending; with ``resume`` the algo
+    is restored from the final checkpoint the earlier run kept beside it."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        return [], open(f"{stem}.jsonl", "w")
+    algo.restore_from_path(f"{stem}-checkpoint")
+    return [json.loads(line) for line in open(f"{stem}.jsonl")], open(f"{stem}.jsonl", "a")
+
+
 @ray.remote(num_cpus=0.5)
 def train_trial(
     name: str,
@@ -140,93 +204,44 @@ def train_trial(
     """Train one trial to ``env_steps`` (or for ``seconds``), evaluate it where its curve crosses
     ``eval_at`` and at the end, and return its curve (and keep it in out). ``cores``: the trial
     has the machine to itself (an env runner per core, the learner on every core)."""
-    register_mario_env()
-    hparams, resources = {**variant.hparams, "seed": seed}, Resources()
-    if cores:
-        hparams["num_env_runners"], resources = cores, Resources.whole_machine(cores)
-        torch.set_num_threads(cores)
-    config = BUILDERS[variant.algo](
-        env_config=variant.env_config,
-        hparams=hparams,
-        resources=resources,
-        schedule_env_steps=env_steps,
-    ).callbacks(EpisodeRecorder)
-    max_steps = config.env_config.get("max_episode_steps", 4500)
-    algo = config.build_algo()
-    stem = f"{name}-{variant.algo}-seed{seed}"
-    iterations: list[dict] = []
-    if resume and out:
-        algo.restore_from_path(str(Path(out) / f"{stem}-checkpoint"))
-        iterations = [json.loads(line) for line in open(Path(out) / f"{stem}.jsonl")]
-    log = None
-    if out:
-        Path(out).mkdir(parents=True, exist_ok=True)
-        log = open(Path(out) / f"{stem}.jsonl", "a" if resume else "w")
-
-    def evaluate_now(tag: str) -> dict:
-        """Both protocols on the policy of now, its checkpoint kept in out."""
-        with tempfile.TemporaryDirectory() as folder:
-            kept = Path(out) / f"{stem}-{tag}checkpoint" if out else None
-            policy = load_policy(algo.save_to_path(str(kept or folder)))
-            return {
-                "env_steps": steps,
-                "results": {
-                    how.describe(): [
-                        asdict(r) for r in evaluate(policy, episodes=eval_episodes, protocol=how)
-                    ]
-                    for how in EVAL_PROTOCOLS
-                },
-            }
-
-    evaluations: list[dict] = []
-    steps = iterations[-1]["env_steps"] if iterations else 0
+    algo = build_algo(variant, seed=seed, env_steps=env_steps, cores=cores)
+    max_steps = algo.config.env_config.get("max_episode_steps", 4500)
+    stem = Path(out or ".") / f"{name}-{variant.algo}-seed{seed}"
+    iterations, log = _open_curve(algo, stem, resume=resume) if out else ([], None)
+    evaluations, steps = [], iterations[-1]["env_steps"] if iterations else 0
     pending = sorted(n for n in eval_at if steps < n < env_steps) if eval_episodes else []
     # moved forward by each evaluation: time_s counts training only
     start = time.monotonic() - (iterations[-1]["time_s"] if iterations else 0)
     try:
         while steps < env_steps and (seconds is None or time.monotonic() - start < seconds):
-            result = algo.train()
-            steps = int(result[NUM_ENV_STEPS_SAMPLED_LIFETIME])
-            row = {
-                "iteration": result["training_iteration"],
-                "env_steps": steps,
-                "time_s": round(time.monotonic() - start, 2),
-                "metric": result[metric_key("x_pos_smoothed")],
-                "episodes": [
-                    [
-                        e["x_pos_max"],
-                        episode_ending(
-                            flag_get=e["flag_get"],
-                            time_left=e["time_left"],
-                            length=e["length"],
-                            max_episode_steps=max_steps,
-                        ),
-                        e["length"],
-                    ]
-                    for e in result[EPISODES_KEY]
-                ],
-            }
+            row = iteration_row(
+                algo.train(), time_s=time.monotonic() - start, max_episode_steps=max_steps
+            )
+            steps = row["env_steps"]
             iterations.append(row)
             if log is not None:
                 log.write(json.dumps(row) + "\n")
                 log.flush()
             if pending and steps >= pending[0]:  # one evaluation however many it crossed
                 paused = time.monotonic()
-                evaluations.append(evaluate_now(f"at{pending[0]}-"))
+                kept = Path(f"{stem}-at{pending[0]}-checkpoint") if out else None
+                evaluations.append(
+                    evaluate_algo(algo, env_steps=steps, episodes=eval_episodes, kept=kept)
+                )
                 start += time.monotonic() - paused
                 pending = [n for n in pending if n > steps]
         train_s = time.monotonic() - start
         if eval_episodes:
-            evaluations.append(evaluate_now(""))
+            kept = Path(f"{stem}-checkpoint") if out else None
+            evaluations.append(
+                evaluate_algo(algo, env_steps=steps, episodes=eval_episodes, kept=kept)
+            )
     finally:
         algo.stop()
         if log is not None:
             log.close()
-    return {
-        "variant": name,
-        "algo": variant.algo,
-        "seed": seed,
-        "doc": variant.doc,
+    trial = {"variant": name, "algo": variant.algo, "seed": seed, "doc": variant.doc}
+    return trial | {
         "train_s": round(train_s, 1),
         "iterations": iterations,
         "evaluations": evaluations,
@@ -355,7 +370,7 @@ def _not_continuable(out: str | None, names: list[str], seeds: range) -> str | N
     return None
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python benchmarks/learning.py", description=__doc__)
     parser.add_argument(
         "--algo", choices=BUILDERS, help="run this algo's defaults (default: PPO's)"
@@ -412,6 +427,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="go on from the final checkpoint and curve each trial left in --out",
     )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     names = args.variant or ["dqn-defaults" if args.algo == "DQN" else "defaults"]
     if args.whole_machine and len(names) * args.seeds > 1:

@@ -292,15 +292,17 @@ def code_version() -> str | None:
 
 def run(args: argparse.Namespace) -> dict:
     import ray
+    import torch
 
     cores = args.cores
     frame_skip = MarioEnv({"task": TASK}).config.frame_skip
     env = measure_env("smb1", seconds=args.seconds, rounds=args.rounds)
+    ppo_hp, dqn_hp = _hparams(args)
     report: dict = {
         "code_version": code_version(),
         "machine": machine(cores),
         "versions": versions(),
-        "settings": {},
+        "settings": _settings(args, frame_skip, ppo_hp, dqn_hp),
         "rows": {
             "raw": {"frames_per_s": env["raw_frames_per_s"], "cores": 1},
             "wrapped": {
@@ -311,19 +313,36 @@ def run(args: argparse.Namespace) -> dict:
         },
         "memory": {},
     }
-    resources = Resources.whole_machine(cores)
-    ppo_hp = {**PPO_DEFAULTS, "num_env_runners": cores}
-    dqn_hp = {**DQN_DEFAULTS, "num_env_runners": cores}
+    # The learner runs in this process: give it every core (the env runners idle while it learns).
+    torch.set_num_threads(cores)
+    ray.init(address="local", num_cpus=cores, include_dashboard=False, log_to_driver=False)
+    try:
+        register_mario_env()
+        _train_rows(report, args, ppo_hp, dqn_hp)
+    finally:
+        ray.shutdown()
+    report["ratios"] = _ratios(report["rows"], frame_skip)
+    return report
+
+
+def _hparams(args: argparse.Namespace) -> tuple[dict, dict]:
+    """PPO's and DQN's defaults with an env runner per core and the command line's overrides."""
+    ppo_hp = {**PPO_DEFAULTS, "num_env_runners": args.cores}
+    dqn_hp = {**DQN_DEFAULTS, "num_env_runners": args.cores}
     if args.train_batch:
         ppo_hp["train_batch_size_per_learner"] = args.train_batch
         ppo_hp["minibatch_size"] = min(ppo_hp["minibatch_size"], args.train_batch)
     if args.envs_per_runner:
         ppo_hp["num_envs_per_env_runner"] = dqn_hp["num_envs_per_env_runner"] = args.envs_per_runner
-    report["settings"] = {
+    return ppo_hp, dqn_hp
+
+
+def _settings(args: argparse.Namespace, frame_skip: int, ppo_hp: dict, dqn_hp: dict) -> dict:
+    return {
         "task": TASK,
         "frame_skip": frame_skip,
         "env_config": dict(MARIO_ENV_DEFAULTS),
-        "resources": vars(resources),
+        "resources": vars(Resources.whole_machine(args.cores)),
         "ppo": {k: ppo_hp[k] for k in sorted(ppo_hp)},
         "dqn": {
             **{k: dqn_hp[k] for k in sorted(dqn_hp)},
@@ -335,61 +354,59 @@ def run(args: argparse.Namespace) -> dict:
         "dqn_iterations": args.dqn_iterations,
     }
 
-    import torch
 
-    # The learner runs in this process: give it every core (the env runners idle while it learns).
-    torch.set_num_threads(cores)
-    ray.init(address="local", num_cpus=cores, include_dashboard=False, log_to_driver=False)
-    try:
-        register_mario_env()
-        ppo = bench_ppo(
-            hparams=ppo_hp, resources=resources, seconds=args.seconds, iterations=args.iterations
-        )
-        report["rows"]["sampling"] = {**ppo["sampling"], "cores": cores}
-        report["rows"]["ppo"] = {**ppo["ppo"], "cores": cores}
-        for name in ("sampling", "ppo"):
-            _measured(name, report)
-        report["memory"].update(ppo["memory"])
-        report["settings"]["threads"] = ppo["threads"]
-        if "sb3_ppo" not in args.skip:
-            from benchmarks.sb3_ppo import sb3_ppo_steps_per_second
+def _train_rows(report: dict, args: argparse.Namespace, ppo_hp: dict, dqn_hp: dict) -> None:
+    """The trainers' rows (RLlib PPO, SB3 PPO, RLlib DQN), each printed as it is measured."""
+    cores, resources = args.cores, Resources.whole_machine(args.cores)
+    ppo = bench_ppo(
+        hparams=ppo_hp, resources=resources, seconds=args.seconds, iterations=args.iterations
+    )
+    report["rows"]["sampling"] = {**ppo["sampling"], "cores": cores}
+    report["rows"]["ppo"] = {**ppo["ppo"], "cores": cores}
+    for name in ("sampling", "ppo"):
+        _measured(name, report)
+    report["memory"].update(ppo["memory"])
+    report["settings"]["threads"] = ppo["threads"]
+    if "sb3_ppo" not in args.skip:
+        from benchmarks.sb3_ppo import sb3_ppo_steps_per_second
 
-            for name, subprocess_envs in (("sb3_ppo", True), ("sb3_ppo_dummy", False)):
-                sb3 = sb3_ppo_steps_per_second(
-                    env_config=MARIO_ENV_DEFAULTS,
-                    hparams=ppo_hp,
-                    num_envs=ppo_hp["num_env_runners"] * ppo_hp["num_envs_per_env_runner"],
-                    iterations=args.iterations,
-                    subprocess=subprocess_envs,
-                )
-                report["rows"][name] = {**sb3, "cores": cores}
-                _measured(name, report)
-        if "dqn" not in args.skip:
-            dqn = bench_dqn(
-                hparams=dqn_hp,
-                resources=resources,
-                iterations=args.dqn_iterations,
-                learning_starts=args.dqn_learning_starts,
+        for name, subprocess_envs in (("sb3_ppo", True), ("sb3_ppo_dummy", False)):
+            sb3 = sb3_ppo_steps_per_second(
+                env_config=MARIO_ENV_DEFAULTS,
+                hparams=ppo_hp,
+                num_envs=ppo_hp["num_env_runners"] * ppo_hp["num_envs_per_env_runner"],
+                iterations=args.iterations,
+                subprocess=subprocess_envs,
             )
-            report["rows"]["dqn"] = {**dqn["dqn"], "cores": cores}
-            _measured("dqn", report)
-            report["memory"].update(dqn["memory"])
-    finally:
-        ray.shutdown()
+            report["rows"][name] = {**sb3, "cores": cores}
+            _measured(name, report)
+    if "dqn" not in args.skip:
+        dqn = bench_dqn(
+            hparams=dqn_hp,
+            resources=resources,
+            iterations=args.dqn_iterations,
+            learning_starts=args.dqn_learning_starts,
+        )
+        report["rows"]["dqn"] = {**dqn["dqn"], "cores": cores}
+        _measured("dqn", report)
+        report["memory"].update(dqn["memory"])
 
-    raw = report["rows"]["raw"]["frames_per_s"]
+
+def _ratios(rows: dict, frame_skip: int) -> dict:
+    """Each row against the emulator's ceiling on its cores, and PPO against SB3's."""
+    raw = rows["raw"]["frames_per_s"]
     ratios = {}
-    for name, row in report["rows"].items():
+    for name, row in rows.items():
         if name != "raw":
             ceiling = raw * row["cores"] / frame_skip
             row["ceiling_steps_per_s"] = ceiling
             ratios[f"{name}_to_ceiling"] = row["env_steps_per_s"] / ceiling
-    ppo = report["rows"]["ppo"]["env_steps_per_s"]
     for name in ("sb3_ppo", "sb3_ppo_dummy"):
-        if name in report["rows"]:
-            ratios[f"ppo_to_{name}"] = ppo / report["rows"][name]["env_steps_per_s"]
-    report["ratios"] = ratios
-    return report
+        if name in rows:
+            ratios[f"ppo_to_{name}"] = (
+                rows["ppo"]["env_steps_per_s"] / rows[name]["env_steps_per_s"]
+            )
+    return ratios
 
 
 def print_table(report: dict) -> None:

@@ -27,7 +27,7 @@ from ray.tune import Callback
 
 from callbacks.collapse import stop_reason
 from callbacks.lineage import drain
-from callbacks.records import COLLAPSE_PEAK_KEY, EPISODES_KEY, lookup
+from callbacks.records import COLLAPSE_PEAK_KEY, EPISODES_KEY, STAGES, lookup
 from callbacks.store.connection import split_password, validate_db_url
 from callbacks.store.store import ResultsStore
 from callbacks.store.tables import iteration_row
@@ -108,8 +108,8 @@ class PostgresCallback(Callback):
         spill_dir: Path | None = None,
         flush_timeout_s: float = 60.0,
     ) -> None:
-        if stage not in ("search", "confirm"):
-            raise ValueError(f"stage must be 'search' or 'confirm', got {stage!r}")
+        if stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
         validate_db_url(db_url)
         if sweep.get("mode") not in ("max", "min"):
             raise ValueError(f"mode must be 'max' or 'min', got {sweep.get('mode')!r}")

@@ -25,6 +25,9 @@ __all__ = [
     "EPISODE_FACT_COLUMNS",
     "METRIC_PREFIX",
     "STOP_REASON_KEY",
+    "CONFIRM_STAGE",
+    "SEARCH_STAGE",
+    "STAGES",
     "STOP_REASONS",
     "EpisodeRecord",
     "episode_ending",
@@ -47,6 +50,10 @@ under PBT, where a collapsing member is left for exploit to replace: the peak it
 
 STOP_REASON_KEY = "stop_reason"
 """Written into the result that ends a trial by whoever stopped it (the sweep's stopper)."""
+
+SEARCH_STAGE, CONFIRM_STAGE = STAGES = ("search", "confirm")
+"""Which stage ran a trial: the ``search`` (Optuna + ASHA, or a PBT/PB2 population), or the
+``confirm`` stage that re-runs the best search configs over fresh seeds (``sweeps.confirm``)."""
 
 STOP_REASONS = ("completed", "collapse", "asha", "pbt", "error", "interrupted")
 """``completed``: budget used; ``collapse``: the collapse detector; ``asha``/``pbt``: the

@@ -22,10 +22,8 @@
 """
 
 import contextlib
-import enum
 import os
 from pathlib import Path
-from typing import Any
 
 import pyarrow.fs
 import ray
@@ -33,8 +31,9 @@ from ray.air.integrations.wandb import WANDB_ENV_VAR, WandbLoggerCallback, _Wand
 from ray.air.util.node import _force_on_current_node
 
 from callbacks.records import EPISODES_KEY
+from callbacks.store.tables import json_safe
 
-__all__ = ["MarioWandbLoggerCallback", "plain"]
+__all__ = ["MarioWandbLoggerCallback"]
 
 RESULT_KEYS_KEPT_OUT = ("config", EPISODES_KEY)
 
@@ -42,31 +41,6 @@ RESULT_KEYS_KEPT_OUT = ("config", EPISODES_KEY)
 def _wandb_env() -> dict[str, str]:
     """The API key for the logging actors, as Ray passes it (absent after ``wandb login``)."""
     return {WANDB_ENV_VAR: os.environ[WANDB_ENV_VAR]} if WANDB_ENV_VAR in os.environ else {}
-
-
-def plain(value: Any) -> Any:
-    """``value`` as builtins only: enums by value, classes and functions by qualified name, other
-    objects by repr. (RLlib's config holds str-enums: unpickling one imports its module.)
-
-    >>> plain({"lr": 1e-4, "cls": dict, "spaces": (1, None)})
-    {'lr': 0.0001, 'cls': 'builtins.dict', 'spaces': [1, None]}
-    """
-    if isinstance(value, enum.Enum):
-        return plain(value.value)
-    if value is None:
-        return value
-    for builtin in (bool, int, float, str):
-        if isinstance(value, builtin):
-            return builtin(value)
-    if isinstance(value, dict):
-        return {str(key): plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [plain(item) for item in value]
-    if hasattr(value, "__qualname__") and hasattr(value, "__module__"):
-        return f"{value.__module__}.{value.__qualname__}"
-    if hasattr(value, "item") and getattr(value, "shape", None) == ():
-        return value.item()  # numpy scalars
-    return repr(value)
 
 
 class _LoggingActor(_WandbLoggingActor):
@@ -111,7 +85,7 @@ class MarioWandbLoggerCallback(WandbLoggerCallback):
         super().log_trial_end(trial, failed=failed)
 
     def _start_logging_actor(self, trial, exclude_results, **wandb_init_kwargs):
-        wandb_init_kwargs["config"] = plain(wandb_init_kwargs.get("config") or {})
+        wandb_init_kwargs["config"] = json_safe(wandb_init_kwargs.get("config") or {})
         if not self._remote_logger_class:
             # Ray's own is restartable (max_restarts=-1), but a restart cannot be promised for
             # an actor built from a handle (the queue's), which Ray holds in the object store

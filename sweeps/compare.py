@@ -15,15 +15,15 @@ its 95 % bootstrap interval, then for the first side against each other: the dif
 with its interval, P(A > B), and a one-line verdict.
 """
 
-import argparse
 import sys
 from dataclasses import dataclass
 
 from algos import CheckpointError
-from callbacks.store import StoreError, embedded_db_url, resolve_db_url
-from sweeps.confirm import ConfirmError, confirmed_configs, interval_text, read_sweep_row
-from sweeps.options import SweepError, parse_options
-from sweeps.queries import fetch_dicts
+from callbacks.store import StoreError, embedded_db_url
+from sweeps.confirm import ConfirmError, confirmed_configs
+from sweeps.leaderboard import interval_text
+from sweeps.options import OneLineParser, SweepError, add_db_url_flag, db_url_of, parse_options
+from sweeps.queries import ReportError, finished_runs, is_search_trial, sweep_row
 from sweeps.runner import check_database, run
 from sweeps.spec import Sweep
 from sweeps.stats import Comparison, StatsError, compare_scores, iqm_interval
@@ -44,51 +44,24 @@ class Side:
     """Env steps per trial of the side's sweep (None: recorded before schema v4)."""
 
 
-_TRIAL_SQL = """
-SELECT trial_id, stage FROM mario_sweeps.trials
-WHERE sweep_id = %s AND trial_id = %s
-"""
-_REPEATS_SQL = """
-SELECT t.trial_id, t.final_metric,
-       (SELECT avg(flag_get::int)::double precision FROM mario_sweeps.evaluations v
-        WHERE v.sweep_id = t.sweep_id AND v.trial_id = t.trial_id AND v.policy = 'greedy')
-       AS flag_rate
-FROM mario_sweeps.trials t
-WHERE t.sweep_id = %s AND t.status = 'terminated' AND t.final_metric IS NOT NULL
-  AND coalesce(t.stop_reason, 'completed') IN ('completed', 'collapse')
-  AND {where}
-ORDER BY t.trial_id
-"""
-
-
 def resolve_side(db_url: str, spec: str) -> Side:
     """The runs side ``spec`` (``NAME`` or ``NAME:TRIAL``) stands for; ConfirmError if none."""
     name, _, trial = spec.partition(":")
-    sweep = read_sweep_row(db_url, name)
+    sweep = sweep_row(db_url, name)
     if trial:
-        found = fetch_dicts(db_url, _TRIAL_SQL, (sweep["id"], trial))
-        if not found or found[0]["stage"] != "search":
+        if not is_search_trial(db_url, sweep, trial):
             raise ConfirmError(
                 f"{spec!r}: sweep {name!r} has no search trial {trial!r}; allowed: NAME:TRIAL "
                 "with a trial id from its leaderboard"
             )
-        rows = fetch_dicts(
-            db_url, _REPEATS_SQL.format(where="t.repeats = %s"), (sweep["id"], trial)
-        )
+        rows = finished_runs(db_url, sweep, repeats=trial)
         description = f"config of {trial}, {len(rows)} confirm runs"
+    elif confirmed := confirmed_configs(db_url, name):
+        rows = finished_runs(db_url, sweep, repeats=confirmed[0].repeats)
+        description = f"best confirmed config (of {confirmed[0].repeats}), {len(rows)} seeds"
     else:
-        confirmed = confirmed_configs(db_url, name, mode=sweep["mode"])
-        if confirmed:
-            best = confirmed[0]
-            rows = fetch_dicts(
-                db_url, _REPEATS_SQL.format(where="t.repeats = %s"), (sweep["id"], best.repeats)
-            )
-            description = f"best confirmed config (of {best.repeats}), {len(rows)} seeds"
-        else:
-            rows = fetch_dicts(
-                db_url, _REPEATS_SQL.format(where="t.stage = 'search'"), (sweep["id"],)
-            )
-            description = f"every trial, {len(rows)} runs"
+        rows = finished_runs(db_url, sweep, repeats=None)
+        description = f"every trial, {len(rows)} runs"
     if not rows:
         raise ConfirmError(
             f"{spec!r} has no finished full-budget runs ({description}); allowed: a config "
@@ -188,29 +161,28 @@ def run_and_compare(sweeps: list[Sweep], argv: list[str] | None = None) -> int:
                 return code
         try:
             print(comparison_report(db_url, [o.name for o in runs]))
-        except (ConfirmError, StatsError) as err:  # e.g. too few finished trials for a CI
+        except (ConfirmError, StatsError, ReportError) as err:  # e.g. too few runs for a CI
             print(f"comparison: {err}", file=sys.stderr)
         return 0
-    except (SweepError, CheckpointError, StoreError) as err:
+    except (SweepError, CheckpointError, StoreError, ReportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m sweeps.compare",
         description="Compare configs over seeds: IQM with 95 % bootstrap intervals, the "
         "difference, P(A > B) and a verdict. A side is a sweep NAME or NAME:TRIAL.",
     )
     parser.add_argument("sides", nargs="+", metavar="SIDE", help="NAME or NAME:TRIAL")
-    parser.add_argument("--db-url", help="PostgreSQL URL (default: the embedded one)")
-    args = parser.parse_args(argv)
+    add_db_url_flag(parser)
     try:
+        args = parser.parse_args(argv)
         if len(args.sides) < 2:
             raise ConfirmError(f"{len(args.sides)} side given; allowed: two or more (A B [C ...])")
-        db_url = resolve_db_url(args.db_url) or embedded_db_url()
-        print(comparison_report(db_url, args.sides))
-    except (ConfirmError, StatsError, StoreError) as err:
+        print(comparison_report(db_url_of(args), args.sides))
+    except (ConfirmError, StatsError, StoreError, SweepError, ReportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -22,35 +22,49 @@ and runs only what is missing (a pair cut off by Ctrl-C starts again from scratc
 import json
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import ray
+from ray import tune
+from ray.rllib.utils import unflatten_dict
+from ray.tune.search.basic_variant import BasicVariantGenerator
+from ray.tune.search.sample import Domain
+
 from callbacks.collapse import Collapse
-from callbacks.store import StoreError, embedded_db_url, resolve_db_url
+from callbacks.records import CONFIRM_STAGE
+from callbacks.store import StoreError, embedded_db_url
+from envs import register_mario_env
 from sweeps.evaluation import evaluate_trials
+from sweeps.leaderboard import confirmed_table
 from sweeps.options import (
-    ADDRESS,
+    PASSWORD_ADVICE,
     OneLineParser,
     Options,
     SweepError,
+    add_connection_flags,
+    add_eval_flags,
     algorithm_config,
     confirm_counts_problem,
+    connections,
+    eval_episodes,
     warn_about_password,
 )
-from sweeps.queries import fetch_dicts
+from sweeps.queries import ReportError, confirm_inputs, confirm_runs, sweep_row
+from sweeps.schedule import Schedule
 from sweeps.spec import Asha, Sweep
-from sweeps.stats import Interval, StatsError, iqm_interval, probability_of_improvement
-from sweeps.tuner import build_callbacks, connect_ray, run_config, trial_dirname
+from sweeps.stats import ConfirmedConfig, summarise_confirmed
+from sweeps.tuner import Stage, build_tuner, connect_ray
 
 __all__ = [
     "CONFIRM_SEED_BASE",
     "ConfirmError",
-    "ConfirmedConfig",
     "Plan",
     "confirm_seeds",
+    "confirm_stage",
     "confirmed_configs",
-    "confirmed_table",
     "main",
     "plan_confirm",
     "run_confirm",
@@ -90,38 +104,12 @@ class Plan:
     """(config, seed) pairs with no finished confirm trial yet, in rank then seed order."""
 
 
-_SWEEP_SQL = """
-SELECT id, name, algo, metric, mode, search_space, settings, status
-FROM mario_sweeps.sweeps WHERE name = %s
-"""
-_CANDIDATES_SQL = """
-SELECT trial_id, params, best_metric FROM mario_sweeps.trials
-WHERE sweep_id = %s AND stage = 'search' AND best_metric IS NOT NULL
-ORDER BY best_metric {order}, trial_id
-"""
-_FINISHED_SQL = """
-SELECT repeats, seed FROM mario_sweeps.trials
-WHERE sweep_id = %s AND stage = 'confirm' AND status = 'terminated'
-"""
-
-
-def read_sweep_row(db_url: str, name: str) -> dict[str, Any]:
-    """The sweep row named ``name``, or a one-line ConfirmError."""
-    try:
-        rows = fetch_dicts(db_url, _SWEEP_SQL, (name,))
-    except Exception as exc:  # psycopg2 errors: no schema, unreachable server
-        raise ConfirmError(f"cannot read sweep {name!r}: {str(exc).splitlines()[0]}") from None
-    if not rows:
-        raise ConfirmError(f"no sweep named {name!r} in the results database")
-    return rows[0]
-
-
 def plan_confirm(db_url: str, name: str, *, top: int, seeds: int) -> Plan:
     """Which (config, seed) pairs the confirm stage of sweep ``name`` still has to run."""
     problem = confirm_counts_problem(top, seeds, top_flag="--top", seeds_flag="--seeds")
     if problem is not None:
         raise ConfirmError(problem)
-    sweep = read_sweep_row(db_url, name)
+    sweep, ranked, finished = confirm_inputs(db_url, name)
     if not sweep["settings"]:
         raise ConfirmError(
             f"sweep {name!r} was recorded without its settings (before schema v4); allowed: a "
@@ -132,19 +120,15 @@ def plan_confirm(db_url: str, name: str, *, top: int, seeds: int) -> Plan:
             f"sweep {name!r} searches 'seed' itself; allowed: confirm a sweep whose search "
             "space has no seed (compare its trials with python -m sweeps.compare instead)"
         )
-    order = "DESC" if sweep["mode"] == "max" else "ASC"
     candidates: list[Candidate] = []
     seen: set[str] = set()
-    for row in fetch_dicts(db_url, _CANDIDATES_SQL.format(order=order), (sweep["id"],)):
+    for row in ranked:
         key = json.dumps(row["params"], sort_keys=True)
         if key not in seen and len(candidates) < top:
             seen.add(key)
             candidates.append(Candidate(row["trial_id"], row["params"] or {}, row["best_metric"]))
     if top and not candidates:
         raise ConfirmError(f"sweep {name!r} has no trial with a metric to confirm")
-    finished = {
-        (r["repeats"], r["seed"]) for r in fetch_dicts(db_url, _FINISHED_SQL, (sweep["id"],))
-    }
     wanted = confirm_seeds(seeds)
     missing = [(c, s) for c in candidates for s in wanted if (c.trial_id, s) not in finished]
     return Plan(sweep=sweep, candidates=candidates, seeds=wanted, missing=missing)
@@ -153,16 +137,17 @@ def plan_confirm(db_url: str, name: str, *, top: int, seeds: int) -> Plan:
 # -- running it ----------------------------------------------------------------------------------
 
 
-def options_from_sweep(sweep: Mapping[str, Any], **overrides: Any):
-    """The runner's Options for trials built like sweep ``sweep``'s (from its stored settings)."""
+def options_from_sweep(sweep: Mapping[str, Any], **overrides: Any) -> Options:
+    """Options for trials built like stored sweep ``sweep``'s (its settings), schedule FIFO."""
     settings = sweep["settings"]
+    budget = settings["max_env_steps"]
     declared = Sweep(
         name=sweep["name"],
         algo=sweep["algo"],
         search_space=dict(sweep["search_space"] or {}),
-        max_env_steps=settings["max_env_steps"],
+        max_env_steps=budget,
         num_samples=1,
-        asha=Asha(grace_period=settings["max_env_steps"]),
+        asha=Asha(grace_period=budget),
         metric=sweep["metric"],
         mode=sweep["mode"],
         hparams=settings["hparams"],
@@ -170,38 +155,24 @@ def options_from_sweep(sweep: Mapping[str, Any], **overrides: Any):
         collapse=Collapse(**settings["collapse"]),
         checkpoint_every=settings["checkpoint_every"],
     )
-    fields = {
+    stored = {
         "sweep": declared,
         "name": sweep["name"],
         "num_samples": 1,
-        "max_env_steps": settings["max_env_steps"],
+        "max_env_steps": budget,
         "max_concurrent": 2,
-        "address": None,
-        "db_url": None,
-        "wandb_project": "mario-sweeps",
-        "wandb_mode": "offline",
-        "resume": False,
-        "smoke": settings.get("smoke", False),
         "storage_path": settings["storage_path"],
-        "gpus_per_learner": 0.0,
         "env_config": settings["env_config"],
         "hparams": settings["hparams"],
-        "command": "",
-        "eval_episodes": 5,
-        "eval_sample": False,
-        "report_every_s": 0.0,
-        "confirm_top": 0,
-        "confirm_seeds": 0,
+        "schedule": Schedule("fifo", budget, stage=CONFIRM_STAGE),
+        "smoke": settings.get("smoke", False),
     }
-    fields.update(overrides)
-    return Options(**fields)
+    return Options(**(stored | overrides))
 
 
 def _experiment_name(options) -> str:
     """A new experiment directory per confirm run: ``<name>-confirm``, ``<name>-confirm-2``..."""
     if "://" in options.storage_path:
-        from datetime import UTC, datetime
-
         return f"{options.name}-confirm-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     base, k = f"{options.name}-confirm", 1
     while (Path(options.storage_path) / (base if k == 1 else f"{base}-{k}")).exists():
@@ -212,8 +183,6 @@ def _experiment_name(options) -> str:
 def _config_paths(options, keys: list[str]) -> dict[str, tuple[str, ...]]:
     """Where each hyperparameter lands in the AlgorithmConfig dict (``replay_capacity`` is
     ``replay_buffer_config.capacity``): found by building the config with just it searched."""
-    from ray import tune
-    from ray.tune.search.sample import Domain
 
     def find(node: Any, path: tuple[str, ...]) -> tuple[str, ...] | None:
         if isinstance(node, Domain):
@@ -235,64 +204,34 @@ def _config_paths(options, keys: list[str]) -> dict[str, tuple[str, ...]]:
     return paths
 
 
-def _nested(values: Mapping[tuple[str, ...], Any]) -> dict[str, Any]:
-    point: dict[str, Any] = {}
-    for path, value in values.items():
-        node = point
-        for key in path[:-1]:
-            node = node.setdefault(key, {})
-        node[path[-1]] = value
-    return point
-
-
-def build_confirm_tuner(options, db_url: str, plan: Plan):
-    """A Tuner that runs exactly ``plan.missing``: one trial per (config, seed), FIFO, no ASHA."""
-    from ray import tune
-    from ray.tune.search.basic_variant import BasicVariantGenerator
-
+def confirm_stage(options: Options, plan: Plan) -> Stage:
+    """Exactly ``plan.missing``: one trial per (config, seed), FIFO, no ASHA, no Optuna."""
     keys = list(options.sweep.search_space)
     domains = {
         key: tune.choice(sorted({c.params[key] for c, _ in plan.missing}, key=repr)) for key in keys
     }
     domains["seed"] = tune.choice(sorted({seed for _, seed in plan.missing}))
-    config = algorithm_config(options, search_space=domains)
-    paths = _config_paths(options, [*keys, "seed"])
+    paths = {key: "/".join(path) for key, path in _config_paths(options, [*keys, "seed"]).items()}
     points = [
-        _nested({paths[k]: c.params[k] for k in keys} | {paths["seed"]: seed})
+        unflatten_dict({paths[k]: c.params[k] for k in keys} | {paths["seed"]: seed})
         for c, seed in plan.missing
     ]
-    repeats = {tuple(c.params[k] for k in keys): c.trial_id for c in plan.candidates}
-    return tune.Tuner(
-        config.algo_class,
-        param_space=config,
-        tune_config=tune.TuneConfig(
-            search_alg=BasicVariantGenerator(
-                points_to_evaluate=points, max_concurrent=options.max_concurrent
-            ),
-            num_samples=len(points),
-            trial_dirname_creator=trial_dirname,
+    return Stage(
+        options.schedule.confirm(),
+        experiment=_experiment_name(options),
+        num_samples=len(points),
+        search_alg=BasicVariantGenerator(
+            points_to_evaluate=points, max_concurrent=options.max_concurrent
         ),
-        run_config=run_config(
-            options,
-            name=_experiment_name(options),
-            callbacks=build_callbacks(
-                options,
-                db_url,
-                scheduler={"type": "FIFO", "stage": "confirm"},
-                stage="confirm",
-                repeats=repeats,
-                num_samples=len(points),
-            ),
-            extra_params=("seed",),
-        ),
+        search_space=domains,
+        repeats={tuple(c.params[k] for k in keys): c.trial_id for c in plan.candidates},
+        extra_params=("seed",),
     )
 
 
-def run_confirm(options, db_url: str, *, top: int, seeds: int) -> bool:
+def run_confirm(options: Options, db_url: str, *, top: int, seeds: int) -> bool:
     """Run what the confirm stage of ``options.name`` still misses (Ray must be connected), then
     evaluate the confirm trials; return False if it was interrupted."""
-    from callbacks.store import find_sweep
-
     plan = plan_confirm(db_url, options.name, top=top, seeds=seeds)
     if not plan.candidates or not plan.seeds:
         return True
@@ -301,10 +240,8 @@ def run_confirm(options, db_url: str, *, top: int, seeds: int) -> bool:
         f"({len(plan.missing)} trials to run, ASHA off, collapse detection on)"
     )
     if plan.missing:
-        tuner = build_confirm_tuner(options, db_url, plan)
-        tuner.fit()
-        row = find_sweep(db_url, options.name)
-        if row is not None and row["status"] == "interrupted":
+        build_tuner(options, db_url, confirm_stage(options, plan)).fit()
+        if sweep_row(db_url, options.name)["status"] == "interrupted":
             return False
     if options.eval_episodes:
         for evaluation in evaluate_trials(db_url, options.name, episodes=options.eval_episodes):
@@ -312,130 +249,10 @@ def run_confirm(options, db_url: str, *, top: int, seeds: int) -> bool:
     return True
 
 
-# -- the statistics ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ConfirmedConfig:
-    """One confirmed config: its seeds' final metrics and evaluation flag rates, summarised."""
-
-    repeats: str
-    params: dict[str, Any]
-    trial_ids: list[str]
-    seeds: list[int]
-    scores: list[float]
-    flag_rates: list[float]
-    final: Interval | None
-    """IQM of the final metric over seeds with its 95 % interval (None below 2 seeds)."""
-    flag_rate: Interval | None
-    probability_of_improvement: float | None
-    """P(a run of the first-ranked config beats a run of this one); None for the first."""
-
-    @property
-    def n(self) -> int:
-        return len(self.scores)
-
-
-_CONFIRMED_SQL = """
-SELECT t.repeats, s.params, t.trial_id, t.seed, t.final_metric, v.flag_rate
-FROM mario_sweeps.trials t
-JOIN mario_sweeps.trials s ON s.sweep_id = t.sweep_id AND s.trial_id = t.repeats
-LEFT JOIN (
-    SELECT sweep_id, trial_id, avg(flag_get::int)::double precision AS flag_rate
-    FROM mario_sweeps.evaluations WHERE policy = 'greedy' GROUP BY sweep_id, trial_id
-) v ON v.sweep_id = t.sweep_id AND v.trial_id = t.trial_id
-WHERE t.sweep_id = (SELECT id FROM mario_sweeps.sweeps WHERE name = %s)
-  AND t.stage = 'confirm' AND t.status = 'terminated' AND t.final_metric IS NOT NULL
-ORDER BY t.repeats, t.seed
-"""
-
-
-def _interval(values: list[float], seed: int) -> Interval | None:
-    try:
-        return iqm_interval(values, seed=seed)
-    except StatsError:
-        return None
-
-
-def confirmed_configs(db_url: str, name: str, *, mode: str = "max") -> list[ConfirmedConfig]:
+def confirmed_configs(db_url: str, name: str) -> list[ConfirmedConfig]:
     """The sweep's confirmed configs, best IQM of the final metric first."""
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for row in fetch_dicts(db_url, _CONFIRMED_SQL, (name,)):
-        groups.setdefault(row["repeats"], []).append(row)
-    sign = 1 if mode == "max" else -1
-    summaries = []
-    for repeats, rows in groups.items():
-        scores = [r["final_metric"] for r in rows]
-        flags = [r["flag_rate"] for r in rows if r["flag_rate"] is not None]
-        summaries.append(
-            ConfirmedConfig(
-                repeats=repeats,
-                params=rows[0]["params"] or {},
-                trial_ids=[r["trial_id"] for r in rows],
-                seeds=[r["seed"] for r in rows],
-                scores=scores,
-                flag_rates=flags,
-                final=_interval(scores, seed=0),
-                flag_rate=_interval(flags, seed=1) if len(flags) == len(rows) else None,
-                probability_of_improvement=None,
-            )
-        )
-
-    def rank(c: ConfirmedConfig) -> tuple:
-        value = c.final.value if c.final else sum(c.scores) / len(c.scores)
-        return (-sign * value, c.repeats)
-
-    summaries.sort(key=rank)
-    if not summaries:
-        return []
-    first = summaries[0]
-    return [first] + [
-        replace(
-            c,
-            probability_of_improvement=probability_of_improvement(
-                [sign * s for s in first.scores], [sign * s for s in c.scores]
-            ),
-        )
-        for c in summaries[1:]
-    ]
-
-
-def _params_text(params: Mapping[str, Any], width: int = 40) -> str:
-    text = json.dumps(
-        {k: float(f"{v:.3g}") if isinstance(v, float) else v for k, v in params.items()},
-        separators=(",", ":"),
-    )
-    return text[:width]
-
-
-def interval_text(interval: Interval | None, *, percent: bool = False) -> str:
-    if interval is None:
-        return "-"
-    if percent:
-        return f"{interval.value:.0%} [{interval.low:.0%}, {interval.high:.0%}]"
-    return str(interval)
-
-
-def confirmed_table(db_url: str, name: str, *, metric: str, mode: str) -> str:
-    """The console table of confirmed configs (empty string when there are none)."""
-    configs = confirmed_configs(db_url, name, mode=mode)
-    if not configs:
-        return ""
-    lines = [
-        "",
-        f"confirmed configs (IQM over seeds [95 % bootstrap CI]; final {metric} = mean over "
-        "the last 10 % of the budget)",
-        f"{'rank':<4} {'config of':<10} {'params':<40} {'N':>3} {'final metric IQM':>30} "
-        f"{'eval flag rate IQM':>22} {'P(#1 > this)':>12}",
-    ]
-    for rank, c in enumerate(configs, 1):
-        final = interval_text(c.final) if c.final else f"{c.scores[0]:,.1f} (1 seed)"
-        poi = "-" if c.probability_of_improvement is None else f"{c.probability_of_improvement:.2f}"
-        lines.append(
-            f"{rank:<4} {c.repeats:<10} {_params_text(c.params):<40} {c.n:>3} {final:>30} "
-            f"{interval_text(c.flag_rate, percent=True):>22} {poi:>12}"
-        )
-    return "\n".join(lines)
+    sweep, runs = confirm_runs(db_url, name)
+    return summarise_confirmed(runs, mode=sweep["mode"])
 
 
 # -- CLI -----------------------------------------------------------------------------------------
@@ -447,76 +264,53 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m sweeps.confirm",
         description="Re-run a sweep's top K configs with N fresh seeds each (full budget, no "
         "ASHA), evaluate them, and rank them by IQM with 95 % bootstrap intervals.",
+        epilog=f"Database passwords: {PASSWORD_ADVICE}.",
     )
     parser.add_argument("name", help="the sweep's --name")
     parser.add_argument("--top", type=int, default=3, help="configs to confirm (default 3)")
     parser.add_argument("--seeds", type=int, default=5, help="seeds per config (default 5)")
-    parser.add_argument("--max-concurrent", type=int, default=2, help="trials at once")
-    parser.add_argument("--eval-episodes", type=int, default=5, help="evaluation episodes")
-    parser.add_argument("--address", help="Ray cluster to join (default: local Ray)")
-    parser.add_argument("--db-url", help="PostgreSQL URL (default: the embedded one)")
-    parser.add_argument(
-        "--wandb-mode", default="offline", choices=("offline", "online", "disabled")
-    )
-    parser.add_argument("--wandb-project", default="mario-sweeps")
+    add_connection_flags(parser, max_concurrent=2)
+    add_eval_flags(parser, default="5")
     try:
         args = parser.parse_args(argv)
-    except SweepError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    db_url = resolve_db_url(args.db_url) or embedded_db_url()
-    try:
-        if not 1 <= args.max_concurrent <= 10_000:
-            raise ConfirmError(
-                f"--max-concurrent {args.max_concurrent} is not allowed; allowed: 1..10,000"
-            )
-        if args.address is not None and not ADDRESS.fullmatch(args.address):
-            raise ConfirmError(
-                f"--address {args.address!r} is not allowed; allowed: HOST:PORT, "
-                "ray://HOST:PORT, or auto"
-            )
-        if not 0 <= args.eval_episodes <= 1_000:
-            raise ConfirmError(
-                f"--eval-episodes {args.eval_episodes} is not allowed; allowed: 0..1,000"
-            )
+        where = connections(args, max_concurrent=2)
+        db_url = where.pop("db_url") or embedded_db_url()
         plan = plan_confirm(db_url, args.name, top=args.top, seeds=args.seeds)
         options = options_from_sweep(
             plan.sweep,
-            max_concurrent=args.max_concurrent,
-            eval_episodes=args.eval_episodes,
-            address=args.address,
+            **where,
             db_url=db_url,
-            wandb_mode=args.wandb_mode,
-            wandb_project=args.wandb_project,
+            eval_episodes=eval_episodes(args.eval_episodes, smoke=False),
+            eval_sample=args.eval_sample,
         )
         warn_about_password(db_url)
-        if plan.missing:
-            import ray
-
-            from envs import register_mario_env
-
-            register_mario_env()
-            connect_ray(options)
-            try:
-                done = run_confirm(options, db_url, top=args.top, seeds=args.seeds)
-            finally:
-                ray.shutdown()
-        else:
-            none = f"--top {args.top} --seeds {args.seeds} ask for none"
-            print(
-                f"confirm     nothing to run: every (config, seed) of {args.name!r} finished"
-                if args.top and args.seeds
-                else f"confirm     nothing to run: {none}"
-            )
-            done = run_confirm(options, db_url, top=args.top, seeds=args.seeds)
-    except (ConfirmError, SweepError, StoreError) as err:
+        done = _confirm(options, db_url, plan, top=args.top, seeds=args.seeds)
+    except (ConfirmError, SweepError, StoreError, ReportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(confirmed_table(db_url, args.name, metric=plan.sweep["metric"], mode=plan.sweep["mode"]))
+    print(confirmed_table(confirmed_configs(db_url, args.name), metric=plan.sweep["metric"]))
     if not done:
         print(f"interrupted: run the same command again to continue {args.name!r}", file=sys.stderr)
         return 130
     return 0
+
+
+def _confirm(options: Options, db_url: str, plan: Plan, *, top: int, seeds: int) -> bool:
+    """Run the plan's missing pairs on Ray (started here), or say there are none."""
+    if not plan.missing:
+        none = f"--top {top} --seeds {seeds} ask for none"
+        print(
+            f"confirm     nothing to run: every (config, seed) of {options.name!r} finished"
+            if top and seeds
+            else f"confirm     nothing to run: {none}"
+        )
+        return run_confirm(options, db_url, top=top, seeds=seeds)
+    register_mario_env()
+    connect_ray(options)
+    try:
+        return run_confirm(options, db_url, top=top, seeds=seeds)
+    finally:
+        ray.shutdown()
 
 
 if __name__ == "__main__":

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from algos.checkpoints import load_policy
 from algos.evaluate import Protocol, evaluate
-from callbacks.store import ResultsStore, connect, find_sweep
-from callbacks.store.store import best_trial
+from callbacks.store import ResultsStore
+from sweeps.queries import best_checkpoint, sweep_row, unevaluated_confirm_trials
 
 __all__ = ["Evaluation", "evaluate_best", "evaluate_trials"]
 
@@ -50,9 +50,9 @@ def evaluate_best(
     """Evaluate the sweep's best checkpoint (greedy, plus sampled with ``sample``); [] if the
     sweep recorded no checkpoint. The W&B run goes into the trial's folder of ``experiment_dir``
     (``<algo>_<trial id>``), beside the run Tune's W&B callback wrote."""
-    sweep = find_sweep(db_url, name)
-    best = best_trial(db_url, name)
-    if sweep is None or best is None:
+    sweep = sweep_row(db_url, name)
+    best = best_checkpoint(db_url, sweep)
+    if best is None:
         return []
     trial_id, checkpoint = best
     with ResultsStore(db_url, sweep_id=sweep["id"]) as store:
@@ -109,29 +109,11 @@ def _evaluate(
     )
 
 
-_UNEVALUATED_CONFIRM_SQL = """
-SELECT t.trial_id, t.best_checkpoint FROM mario_sweeps.trials t
-WHERE t.sweep_id = %s AND t.stage = 'confirm' AND t.status = 'terminated'
-  AND t.best_checkpoint IS NOT NULL
-  AND NOT EXISTS (SELECT 1 FROM mario_sweeps.evaluations v
-                  WHERE v.sweep_id = t.sweep_id AND v.trial_id = t.trial_id)
-ORDER BY t.trial_id
-"""
-
-
 def evaluate_trials(db_url: str, name: str, *, episodes: int) -> list[Evaluation]:
     """Evaluate (greedy, no video) every finished confirm trial's kept best checkpoint that has
     no evaluation yet: the evaluation flag rate over seeds is one of the confirm statistics."""
-    sweep = find_sweep(db_url, name)
-    if sweep is None:
-        return []
-    conn = connect(db_url)
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute(_UNEVALUATED_CONFIRM_SQL, (sweep["id"],))
-            todo = cur.fetchall()
-    finally:
-        conn.close()
+    sweep = sweep_row(db_url, name)
+    todo = unevaluated_confirm_trials(db_url, sweep)
     with ResultsStore(db_url, sweep_id=sweep["id"]) as store:
         return [
             _evaluate(store, trial_id, checkpoint, "greedy", episodes=episodes, video=None)

@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from sweeps.queries import ENDINGS, Importances, SweepData
+from sweeps.stats import ConfirmedConfig, performance_profile
 
 if TYPE_CHECKING:
     from matplotlib.typing import LegendLocType
@@ -370,25 +371,25 @@ def parallel_coordinates(data: SweepData) -> Figure:
     cmap = colormaps["viridis"]
     ordered = sorted(data.trials, key=lambda t: t.get("best_metric") is not None)
     for trial in ordered:  # trials without a metric first, so coloured lines lie on top
-        ys = []
-        for name in names:
-            domain = space[name] if isinstance(space[name], Mapping) else {}
-            ys.append(
-                _scaled(
-                    (trial.get("params") or {}).get(name), domain, _param_values(data.trials, name)
-                )
+        ys = [
+            _scaled(
+                (trial.get("params") or {}).get(name),
+                space[name] if isinstance(space[name], Mapping) else {},
+                _param_values(data.trials, name),
             )
+            for name in names
+        ]
         best = trial.get("best_metric")
         level = 0.5 if hi == lo or best is None else (best - lo) / (hi - lo)
         if data.sweep["mode"] == "min" and best is not None:
             level = 1 - level
         ys.append(level if best is not None else None)
-        y_values = np.array([np.nan if v is None else v for v in ys], dtype=float)
         style = (
             {"color": cmap(level), "lw": 1.4, "alpha": 0.85}
             if best is not None
             else {"color": "0.6", "lw": 1.0, "ls": "--", "alpha": 0.7}
         )
+        y_values = np.array([np.nan if v is None else v for v in ys], dtype=float)
         ax.plot(
             range(len(axes_names)),
             y_values,
@@ -397,16 +398,25 @@ def parallel_coordinates(data: SweepData) -> Figure:
             gid=f"parallel:{trial['trial_id']}",
             **style,
         )
+    metric_range = (hi, lo) if data.sweep["mode"] == "min" else (lo, hi)
+    _label_axes(ax, axes_names, space, metric_range)
+    ax.set_title(
+        "parallel coordinates: parameters scaled to their search range, colour = best "
+        "metric (yellow best), grey dashed = no metric yet",
+        fontsize=10,
+    )
+    return fig
+
+
+def _label_axes(ax, axes_names: list[str], space: Mapping, metric_range: tuple) -> None:
+    """A vertical axis per parameter, labelled with its search range's ends (the metric's last)."""
     for i, name in enumerate(axes_names):
         ax.axvline(i, color="black", lw=0.8)
-        domain = space.get(name, {}) if i < len(names) else {}
+        domain = space.get(name, {}) if i < len(space) else {}
         domain = domain if isinstance(domain, Mapping) else {}
-        if i < len(names):
-            low, high = domain.get("low"), domain.get("high")
-            if domain.get("choices"):
-                low, high = domain["choices"][0], domain["choices"][-1]
-        else:
-            low, high = (hi, lo) if data.sweep["mode"] == "min" else (lo, hi)
+        low, high = metric_range if i == len(space) else (domain.get("low"), domain.get("high"))
+        if domain.get("choices"):
+            low, high = domain["choices"][0], domain["choices"][-1]
         for y, text in ((0, low), (1, high)):
             if text is not None:
                 label = f"{text:.3g}" if _is_number(text) else str(text)
@@ -427,12 +437,6 @@ def parallel_coordinates(data: SweepData) -> Figure:
     ax.set_yticks([])
     ax.set_ylim(-0.08, 1.08)
     ax.set_xlim(-0.2, len(axes_names) - 0.6)
-    ax.set_title(
-        "parallel coordinates: parameters scaled to their search range, colour = best "
-        "metric (yellow best), grey dashed = no metric yet",
-        fontsize=10,
-    )
-    return fig
 
 
 def importances(values: Importances) -> Figure:
@@ -569,11 +573,9 @@ def _positive(data: SweepData, column: str) -> bool:
     return bool(values) and all((v > 0).all() for v in values)
 
 
-def performance_profiles(confirmed: Sequence, *, metric: str) -> Figure:
+def performance_profiles(confirmed: Sequence[ConfirmedConfig], *, metric: str) -> Figure:
     """Per confirmed config, the fraction of its runs whose final metric is above each value
     (rliable's performance profile: a curve to the right is better for every threshold)."""
-    from sweeps.stats import performance_profile
-
     scores = np.concatenate([np.asarray(c.scores, dtype=float) for c in confirmed])
     low, high = float(scores.min()), float(scores.max())
     margin = max(1e-9, 0.05 * (high - low) or 0.05 * abs(high) or 1.0)

@@ -16,12 +16,15 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ray.tune import Tuner
+
 from algos import HParamError, Resources, dqn_config, ppo_config
 from algos.hparams import DQN_RULES, PPO_RULES, check_hparams
 from callbacks.episode_recorder import EpisodeRecorder
 from callbacks.store import (
     StoreError,
     default_state_dir,
+    embedded_db_url,
     has_password,
     mask_url,
     resolve_db_url,
@@ -29,17 +32,25 @@ from callbacks.store import (
 )
 from envs import EnvConfigError, validate_env_config
 from sweeps.pbt import pb2_bounds
+from sweeps.schedule import Schedule
 from sweeps.spec import SCHEDULERS, Pbt, Sweep, check_pbt
 
 __all__ = [
     "MAX_SEEDS",
-    "ADDRESS",
     "MAX_TOP",
     "OneLineParser",
     "Options",
     "SweepError",
+    "add_connection_flags",
+    "add_db_url_flag",
+    "add_eval_flags",
     "algorithm_config",
     "confirm_counts_problem",
+    "connections",
+    "count",
+    "db_url_of",
+    "eval_episodes",
+    "given_db_url",
     "parse_options",
     "warn_about_password",
 ]
@@ -82,31 +93,29 @@ class Options:
     num_samples: int
     max_env_steps: int
     max_concurrent: int
-    address: str | None
-    db_url: str | None
-    wandb_project: str
-    wandb_mode: str
-    resume: bool
-    smoke: bool
     storage_path: str
     """A local directory or a URI (s3://, gs://) that every node can reach."""
-    gpus_per_learner: float
     env_config: dict
     hparams: dict
-    command: str
+    schedule: Schedule
+    """ASHA with Optuna, or a PBT/PB2 population (:mod:`sweeps.pbt`), decided once here."""
+    address: str | None = None
+    db_url: str | None = None
+    wandb_project: str = "mario-sweeps"
+    wandb_mode: str = "offline"
+    gpus_per_learner: float = 0.0
+    resume: bool = False
+    smoke: bool = False
+    command: str = ""
     """The launch command rebuilt from the parsed options, password masked (stored on the row)."""
-    eval_episodes: int
-    """Episodes the best checkpoint plays at the end (0: no evaluation)."""
-    eval_sample: bool
-    report_every_s: float
+    eval_episodes: int = 5
+    """Episodes each evaluated checkpoint plays at the end (0: no evaluation)."""
+    eval_sample: bool = False
+    report_every_s: float = 0.0
     """Seconds between refreshes of the HTML report while the sweep runs (0: only at the end)."""
-    confirm_top: int
+    confirm_top: int = 0
     """Distinct configs the confirm stage re-runs over fresh seeds (0: no confirm stage)."""
-    confirm_seeds: int
-    scheduler: str = "asha"
-    """``asha`` (with Optuna), or ``pbt`` / ``pb2`` (a population, :mod:`sweeps.pbt`)."""
-    pbt: Pbt | None = None
-    """The population and its perturbation settings when ``scheduler`` is pbt or pb2."""
+    confirm_seeds: int = 0
 
     @property
     def report_dir(self) -> Path:
@@ -191,17 +200,7 @@ def _parser(sweep: Sweep) -> argparse.ArgumentParser:
         type=int,
         help=f"env-step budget per trial (default {sweep.max_env_steps})",
     )
-    p.add_argument(
-        "--max-concurrent", type=int, help=f"trials at once (default {sweep.max_concurrent})"
-    )
-    p.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else local Ray)")
-    p.add_argument(
-        "--db-url",
-        help="PostgreSQL URL for results (default: MARIO_SWEEPS_DB_URL, else embedded "
-        f"PostgreSQL); {PASSWORD_ADVICE}",
-    )
-    p.add_argument("--wandb-project", default="mario-sweeps", help="W&B project")
-    p.add_argument("--wandb-mode", help="offline (default without WANDB_API_KEY), online, disabled")
+    add_connection_flags(p, max_concurrent=sweep.max_concurrent)
     p.add_argument(
         "--name", help=f"sweep name: row, study and experiment dir (default {sweep.name})"
     )
@@ -216,47 +215,8 @@ def _parser(sweep: Sweep) -> argparse.ArgumentParser:
         "--task", help="play this registered task id instead (e.g. SuperMarioBros3-1-1-v0)"
     )
     p.add_argument("--env-config", help="JSON object merged into the sweep's env_config")
-    p.add_argument(
-        "--gpus-per-learner", type=float, default=0.0, help="GPUs for each trial's learner"
-    )
-    p.add_argument(
-        "--eval-episodes",
-        type=int,
-        help="episodes to play with the best checkpoint at the end (default 5, --smoke 1; 0: off)",
-    )
-    p.add_argument(
-        "--eval-sample", action="store_true", help="also evaluate sampling from the policy"
-    )
-    p.add_argument(
-        "--confirm-top",
-        type=int,
-        help=f"after the search, re-run the best K configs over fresh seeds (default "
-        f"{sweep.confirm_top}, --smoke {sweep.smoke.confirm_top}; 0: off)",
-    )
-    p.add_argument(
-        "--confirm-seeds",
-        type=int,
-        help=f"seeds per confirmed config (default {sweep.confirm_seeds}, --smoke "
-        f"{sweep.smoke.confirm_seeds})",
-    )
-    p.add_argument(
-        "--scheduler",
-        choices=SCHEDULERS,
-        help="asha: Optuna TPE + ASHA (default); pbt / pb2: population-based training of "
-        f"{(sweep.pbt or Pbt()).population} members"
-        + (" (this sweep's default)" if sweep.asha is None else ""),
-    )
-    p.add_argument("--population", type=int, help="PBT/PB2 members (default from the sweep file)")
-    p.add_argument(
-        "--perturbation-interval",
-        type=int,
-        help="PBT/PB2: env steps between a member's exploit/explore decisions",
-    )
-    p.add_argument(
-        "--quantile-fraction",
-        type=float,
-        help="PBT/PB2: the bottom fraction copies from the top fraction (0 < f <= 0.5)",
-    )
+    add_eval_flags(p, default="5, --smoke 1")
+    _add_stage_flags(p, sweep)
     p.add_argument(
         "--report-every",
         type=float,
@@ -266,7 +226,84 @@ def _parser(sweep: Sweep) -> argparse.ArgumentParser:
     return p
 
 
-def _count(flag: str, value: int | None, default: int, *, high: int) -> int:
+def add_db_url_flag(parser: argparse.ArgumentParser) -> None:
+    """``--db-url``, as every command that reads or writes the results store takes it."""
+    parser.add_argument(
+        "--db-url",
+        help="PostgreSQL URL for results (default: MARIO_SWEEPS_DB_URL, else embedded "
+        f"PostgreSQL); {PASSWORD_ADVICE}",
+    )
+
+
+def add_connection_flags(parser: argparse.ArgumentParser, *, max_concurrent: int) -> None:
+    """Where trials run and write: the flags of the sweep files and ``sweeps.confirm`` alike
+    (checked by :func:`connections`)."""
+    parser.add_argument(
+        "--max-concurrent", type=int, help=f"trials at once (default {max_concurrent})"
+    )
+    parser.add_argument(
+        "--address", help="Ray cluster to join (default: RAY_ADDRESS, else local Ray)"
+    )
+    add_db_url_flag(parser)
+    parser.add_argument("--wandb-project", default="mario-sweeps", help="W&B project")
+    parser.add_argument(
+        "--wandb-mode", help="offline (default without WANDB_API_KEY), online, disabled"
+    )
+    parser.add_argument(
+        "--gpus-per-learner", type=float, default=0.0, help="GPUs for each trial's learner"
+    )
+
+
+def add_eval_flags(parser: argparse.ArgumentParser, *, default: str) -> None:
+    """How kept checkpoints are evaluated at the end (checked by :func:`eval_episodes`)."""
+    parser.add_argument(
+        "--eval-episodes",
+        type=int,
+        help=f"episodes each evaluated checkpoint plays (default {default}; 0: off)",
+    )
+    parser.add_argument(
+        "--eval-sample", action="store_true", help="also evaluate sampling from the policy"
+    )
+
+
+def _add_stage_flags(parser: argparse.ArgumentParser, sweep: Sweep) -> None:
+    """The scheduler (ASHA or a PBT/PB2 population) and the confirm stage after the search."""
+    parser.add_argument(
+        "--confirm-top",
+        type=int,
+        help=f"after the search, re-run the best K configs over fresh seeds (default "
+        f"{sweep.confirm_top}, --smoke {sweep.smoke.confirm_top}; 0: off)",
+    )
+    parser.add_argument(
+        "--confirm-seeds",
+        type=int,
+        help=f"seeds per confirmed config (default {sweep.confirm_seeds}, --smoke "
+        f"{sweep.smoke.confirm_seeds})",
+    )
+    parser.add_argument(
+        "--scheduler",
+        choices=SCHEDULERS,
+        help="asha: Optuna TPE + ASHA (default); pbt / pb2: population-based training of "
+        f"{(sweep.pbt or Pbt()).population} members"
+        + (" (this sweep's default)" if sweep.asha is None else ""),
+    )
+    parser.add_argument(
+        "--population", type=int, help="PBT/PB2 members (default from the sweep file)"
+    )
+    parser.add_argument(
+        "--perturbation-interval",
+        type=int,
+        help="PBT/PB2: env steps between a member's exploit/explore decisions",
+    )
+    parser.add_argument(
+        "--quantile-fraction",
+        type=float,
+        help="PBT/PB2: the bottom fraction copies from the top fraction (0 < f <= 0.5)",
+    )
+
+
+def count(flag: str, value: int | None, default: int, *, high: int) -> int:
+    """A positive count flag's value (``default`` when not given), or a one-line SweepError."""
     if value is None:
         return default
     if not 1 <= value <= high:
@@ -299,24 +336,21 @@ def parse_options(sweep: Sweep, argv: list[str] | None = None, *, name_suffix: s
         raise SweepError(
             f"--name {name!r} is not allowed; allowed: 1-63 letters, digits, '_', '.', '-'"
         )
-    max_env_steps = _count(
+    max_env_steps = count(
         "--max-env-steps", args.max_env_steps, base.max_env_steps, high=MAX_ENV_STEPS
     )
     schedule = _schedule(sweep, args, base, max_env_steps=max_env_steps)
-    if schedule["pbt"]:
-        num_samples = schedule["pbt"].population
+    if schedule["schedule"].pbt is not None:
+        num_samples = schedule["schedule"].pbt.population
     else:
         assert base.num_samples is not None  # ASHA's: a Sweep with asha has it (__post_init__)
-        num_samples = _count("--num-samples", args.num_samples, base.num_samples, high=100_000)
+        num_samples = count("--num-samples", args.num_samples, base.num_samples, high=100_000)
     options = Options(
         sweep=sweep,
         name=name,
         num_samples=num_samples,
         max_env_steps=max_env_steps,
-        max_concurrent=_count(
-            "--max-concurrent", args.max_concurrent, base.max_concurrent, high=10_000
-        ),
-        **_connections(args),
+        **connections(args, max_concurrent=base.max_concurrent),
         resume=args.resume,
         smoke=args.smoke,
         storage_path=_storage_path(args.storage_path),
@@ -325,7 +359,7 @@ def parse_options(sweep: Sweep, argv: list[str] | None = None, *, name_suffix: s
         command=_command(
             parser, args, prog=sys.argv[0] if argv is None else f"sweeps/{sweep.name}.py"
         ),
-        eval_episodes=_eval_episodes(args.eval_episodes, smoke=args.smoke),
+        eval_episodes=eval_episodes(args.eval_episodes, smoke=args.smoke),
         eval_sample=args.eval_sample,
         report_every_s=_report_every_s(args.report_every),
         **schedule,
@@ -334,8 +368,9 @@ def parse_options(sweep: Sweep, argv: list[str] | None = None, *, name_suffix: s
     return options
 
 
-def _connections(args: argparse.Namespace) -> dict:
-    """Where the sweep runs and writes: Ray address, GPUs, database URL, W&B project and mode."""
+def connections(args: argparse.Namespace, *, max_concurrent: int) -> dict:
+    """Where trials run and write (:func:`add_connection_flags`): Ray address, GPUs, database
+    URL, W&B project and mode, checked."""
     if not _WANDB_PROJECT.fullmatch(args.wandb_project):
         raise SweepError(
             f"--wandb-project {args.wandb_project!r} is not allowed; allowed: 1-128 letters, "
@@ -360,15 +395,12 @@ def _connections(args: argparse.Namespace) -> dict:
         raise SweepError(
             f"--address {address!r} is not allowed; allowed: HOST:PORT, ray://HOST:PORT, or auto"
         )
-    db_url = resolve_db_url(args.db_url)
-    if db_url is not None:
-        try:
-            validate_db_url(db_url)
-        except StoreError as err:
-            raise SweepError(f"--db-url: {err}") from None
     return {
+        "max_concurrent": count(
+            "--max-concurrent", args.max_concurrent, max_concurrent, high=10_000
+        ),
         "address": address,
-        "db_url": db_url,
+        "db_url": given_db_url(args),
         "gpus_per_learner": args.gpus_per_learner,
         "wandb_project": args.wandb_project,
         "wandb_mode": wandb_mode,
@@ -435,7 +467,8 @@ def _schedule(sweep: Sweep, args: argparse.Namespace, base, *, max_env_steps: in
             raise SweepError(
                 f"{flag} is not allowed with --scheduler asha; allowed: with --scheduler pbt or pb2"
             )
-        return {"scheduler": scheduler, "pbt": None, **_confirm_counts(sweep, args, base)}
+        asha = Schedule("asha", max_env_steps, asha=base.asha).within_budget()
+        return {"schedule": asha, **_confirm_counts(sweep, args, base)}
     declared = (base.pbt if args.smoke else sweep.pbt) or Pbt()
     pbt = replace(declared, **given)
     problem = check_pbt(pbt, max_env_steps=max_env_steps)
@@ -461,7 +494,8 @@ def _schedule(sweep: Sweep, args: argparse.Namespace, base, *, max_env_steps: in
             pb2_bounds(sweep.search_space)
         except ValueError as err:
             raise SweepError(str(err)) from None
-    return {"scheduler": scheduler, "pbt": pbt, "confirm_top": 0, "confirm_seeds": 0}
+    population = Schedule(scheduler, max_env_steps, pbt=pbt)
+    return {"schedule": population, "confirm_top": 0, "confirm_seeds": 0}
 
 
 def _confirm_counts(sweep: Sweep, args: argparse.Namespace, base) -> dict[str, int]:
@@ -480,7 +514,7 @@ def _confirm_counts(sweep: Sweep, args: argparse.Namespace, base) -> dict[str, i
     return {"confirm_top": top, "confirm_seeds": seeds}
 
 
-def _eval_episodes(value: int | None, *, smoke: bool) -> int:
+def eval_episodes(value: int | None, *, smoke: bool) -> int:
     if value is None:
         return 1 if smoke else 5
     if not 0 <= value <= 1_000:
@@ -488,6 +522,22 @@ def _eval_episodes(value: int | None, *, smoke: bool) -> int:
             f"--eval-episodes {value} is not allowed; allowed: an integer in [0, 1,000]"
         )
     return value
+
+
+def given_db_url(args: argparse.Namespace) -> str | None:
+    """``--db-url``, else MARIO_SWEEPS_DB_URL, checked; None: neither (the embedded server)."""
+    db_url = resolve_db_url(args.db_url)
+    if db_url is not None:
+        try:
+            validate_db_url(db_url)
+        except StoreError as err:
+            raise SweepError(f"--db-url: {err}") from None
+    return db_url
+
+
+def db_url_of(args: argparse.Namespace) -> str:
+    """The results store a command reads: :func:`given_db_url`, else the embedded server's."""
+    return given_db_url(args) or embedded_db_url()
 
 
 def _report_every_s(minutes: float) -> float:
@@ -550,8 +600,6 @@ def _command(parser: argparse.ArgumentParser, args: argparse.Namespace, *, prog:
 
 
 def _can_restore(experiment: str) -> bool:
-    from ray.tune import Tuner
-
     try:
         return Tuner.can_restore(experiment)
     except Exception:  # an unreachable bucket is as good as no experiment here

@@ -6,19 +6,26 @@ episodes on one page come from the same moment. Nothing here writes, not even Op
 (``optuna.storages.RDBStorage`` creates them when missing, so the study is opened only after SQL
 has shown that it exists).
 
-How an episode ended (the ``episodes`` table has no "why" column, and the env's
-``max_episode_steps`` is not stored): ``flag`` when ``flag_get``; else ``time-out`` when the game
-clock ran out (``time_left = 0``); else ``death``. An episode truncated by ``max_episode_steps``
-with time left therefore counts as a death.
+Every SELECT of ``sweeps/`` is here: the report's snapshot (:func:`read_sweep`), the console
+leaderboard, what the confirm stage plans from, what ``sweeps.compare`` compares and what the
+evaluation plays. A trial's "eval flag rate" is always its greedy evaluation episodes' mean
+(:data:`_GREEDY_EVALUATIONS`), and "best first" is always :func:`_best_first`.
+
+How an episode ended is ``callbacks.records.episode_ending`` (:data:`ENDING_SQL` says the same in
+SQL): ``flag``; ``time-out`` when the game clock ran out or the sweep's ``max_episode_steps``
+(read from its stored settings) cut it; else ``death``.
 """
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import psycopg2
 
+from callbacks.records import CONFIRM_STAGE, SEARCH_STAGE
 from callbacks.store import connect, connect_check, mask_url, split_password, sqlalchemy_url
 from callbacks.store.errors import StoreError, one_line
 from envs import EnvConfigError, MarioEnvConfig, validate_env_config
@@ -30,9 +37,17 @@ __all__ = [
     "Importances",
     "ReportError",
     "SweepData",
+    "best_checkpoint",
+    "confirm_inputs",
+    "confirm_runs",
     "fetch_dicts",
+    "finished_runs",
+    "is_search_trial",
+    "leaderboard_rows",
     "read_sweep",
     "study_importances",
+    "sweep_row",
+    "unevaluated_confirm_trials",
 ]
 
 MIN_COMPLETE_TRIALS = 4
@@ -56,7 +71,8 @@ CURVE_COLUMNS = (
 
 
 class ReportError(RuntimeError):
-    """Why no report can be made, in one line (unknown sweep, no results schema, bad --out)."""
+    """Why the results store cannot answer, in one line (unknown sweep, no results schema,
+    unreachable server) or, for ``sweeps.report``, why no report can be written (bad --out)."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +94,12 @@ class SweepData:
     episodes: dict[str, int] = field(default_factory=dict)  # trial_id -> episodes stored
     lineage: list[dict[str, Any]] = field(default_factory=list)
     """PBT exploit and collapse events in order (``mario_sweeps.lineage`` rows); [] otherwise."""
+    leaderboard: list[dict[str, Any]] = field(default_factory=list)
+    """Search trials best first, with their episodes' and greedy evaluation's aggregates."""
+    evaluations: list[dict[str, Any]] = field(default_factory=list)
+    """Every evaluation episode of the sweep (the best checkpoint's and the confirm trials')."""
+    confirm_runs: list[dict[str, Any]] = field(default_factory=list)
+    """Finished confirm trials: their config, seed, final metric and greedy eval flag rate."""
 
     def search_only(self) -> "SweepData":
         """The search trials alone (confirm re-runs repeat their configs: not search points)."""
@@ -94,6 +116,11 @@ class Importances:
     note: str
 
 
+def _best_first(mode: str, column: str = "best_metric") -> str:
+    """ORDER BY term: the sweep's best ``column`` first (by its mode), never-scored last."""
+    return f"{column} {'DESC' if mode == 'max' else 'ASC'} NULLS LAST"
+
+
 _SWEEP_SQL = """
 SELECT id, name, algo, search_space, metric, mode, scheduler, status, started_at, finished_at,
        settings
@@ -104,7 +131,84 @@ _TRIALS_SQL = """
 SELECT trial_id, params, status, stop_reason, best_metric, best_checkpoint, error, last_env_steps,
        started_at, finished_at, stage, seed, repeats, final_metric
 FROM mario_sweeps.trials WHERE sweep_id = %s
-ORDER BY best_metric {order} NULLS LAST, trial_id
+ORDER BY {order}, trial_id
+"""
+
+_GREEDY_EVALUATIONS = """(
+    SELECT sweep_id, trial_id, avg(x_pos) AS x_pos_mean,
+           avg(flag_get::int)::double precision AS flag_rate,
+           count(*) AS episodes, max(protocol) AS protocol
+    FROM mario_sweeps.evaluations WHERE policy = 'greedy' GROUP BY sweep_id, trial_id
+)"""
+"""Per evaluated trial: its greedy evaluation episodes' mean x_pos and flag rate."""
+
+_LEADERBOARD_SQL = """
+SELECT t.trial_id, t.params, t.best_metric, t.stop_reason, t.last_env_steps, t.best_checkpoint,
+       max(e.episode_return) AS best_return, max(e.x_pos_max) AS best_x_pos,
+       count(*) FILTER (WHERE e.flag_get) AS flags, count(e.episode_id) AS episodes,
+       max(v.x_pos_mean) AS eval_x_pos, max(v.flag_rate) AS eval_flag_rate,
+       max(v.episodes) AS eval_episodes, max(v.protocol) AS eval_protocol
+FROM mario_sweeps.trials t
+LEFT JOIN mario_sweeps.episodes e ON e.sweep_id = t.sweep_id AND e.trial_id = t.trial_id
+LEFT JOIN {greedy} v ON v.sweep_id = t.sweep_id AND v.trial_id = t.trial_id
+WHERE t.sweep_id = %(sweep)s AND t.stage = %(stage)s
+GROUP BY t.sweep_id, t.trial_id
+ORDER BY {order}, t.trial_id
+"""
+
+_EVALUATIONS_SQL = """
+SELECT trial_id, checkpoint, policy, episode, task_id, episode_return, x_pos, flag_get, length,
+       video, protocol
+FROM mario_sweeps.evaluations WHERE sweep_id = %s
+ORDER BY policy, episode
+"""
+
+_CONFIRMED_SQL = """
+SELECT t.repeats, s.params, t.trial_id, t.seed, t.final_metric, v.flag_rate
+FROM mario_sweeps.trials t
+JOIN mario_sweeps.trials s ON s.sweep_id = t.sweep_id AND s.trial_id = t.repeats
+LEFT JOIN {greedy} v ON v.sweep_id = t.sweep_id AND v.trial_id = t.trial_id
+WHERE t.sweep_id = %(sweep)s AND t.stage = %(stage)s AND t.status = 'terminated'
+  AND t.final_metric IS NOT NULL
+ORDER BY t.repeats, t.seed
+"""
+
+_CANDIDATES_SQL = """
+SELECT trial_id, params, best_metric FROM mario_sweeps.trials
+WHERE sweep_id = %(sweep)s AND stage = %(stage)s AND best_metric IS NOT NULL
+ORDER BY {order}, trial_id
+"""
+
+_FINISHED_CONFIRM_SQL = """
+SELECT repeats, seed FROM mario_sweeps.trials
+WHERE sweep_id = %(sweep)s AND stage = %(stage)s AND status = 'terminated'
+"""
+
+# A full-budget run: ended by its budget or by the collapse detector (whose stop is a result),
+# not by ASHA, an error or an interruption.
+_FINISHED_RUNS_SQL = """
+SELECT t.trial_id, t.final_metric, v.flag_rate
+FROM mario_sweeps.trials t
+LEFT JOIN {greedy} v ON v.sweep_id = t.sweep_id AND v.trial_id = t.trial_id
+WHERE t.sweep_id = %(sweep)s AND t.status = 'terminated' AND t.final_metric IS NOT NULL
+  AND coalesce(t.stop_reason, 'completed') IN ('completed', 'collapse')
+  AND {which}
+ORDER BY t.trial_id
+"""
+
+_UNEVALUATED_CONFIRM_SQL = """
+SELECT t.trial_id, t.best_checkpoint FROM mario_sweeps.trials t
+WHERE t.sweep_id = %(sweep)s AND t.stage = %(stage)s AND t.status = 'terminated'
+  AND t.best_checkpoint IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM mario_sweeps.evaluations v
+                  WHERE v.sweep_id = t.sweep_id AND v.trial_id = t.trial_id)
+ORDER BY t.trial_id
+"""
+
+_BEST_CHECKPOINT_SQL = """
+SELECT trial_id, best_checkpoint FROM mario_sweeps.trials
+WHERE sweep_id = %(sweep)s AND stage = %(stage)s AND best_checkpoint IS NOT NULL
+ORDER BY {order}, trial_id LIMIT 1
 """
 
 # PPO's value loss lives only in the stored result; DQN has none (NULL).
@@ -197,12 +301,10 @@ def _known_names(cur: Any) -> str:
     return ", ".join(names) if names else "(none)"
 
 
-def read_sweep(db_url: str, name: str) -> SweepData:
-    """Everything the report shows about sweep ``name``, as recorded so far.
-
-    Raises ReportError when the database cannot be reached, has no ``mario_sweeps.sweeps`` table,
-    or has no sweep of that name.
-    """
+@contextmanager
+def _reading(db_url: str, name: str) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """(cursor, sweep row) of one read-only snapshot; a one-line ReportError when the database
+    cannot be reached, holds no ``mario_sweeps.sweeps`` table, or no sweep ``name``."""
     conn = _open(db_url)
     try:
         with conn.cursor() as cur:
@@ -218,31 +320,109 @@ def read_sweep(db_url: str, name: str) -> SweepData:
                     f"no sweep named {name!r} in the database at {mask_url(db_url)}; "
                     f"latest sweeps: {_known_names(cur)}"
                 )
-            sweep = found[0]
-            order = "DESC" if sweep["mode"] == "max" else "ASC"
-            trials = _dicts(cur, _TRIALS_SQL.format(order=order), (sweep["id"],))
-            curves = _curves(_rows(cur, _ITERATIONS_SQL, (sweep["id"],)))
-            ends = _ends(
-                _rows(
-                    cur,
-                    _ENDS_SQL,
-                    {
-                        "sweep": sweep["id"],
-                        "bins": HISTOGRAM_BINS,
-                        "max_steps": max_episode_steps(sweep.pop("settings")),
-                    },
-                )
-            )
-            episodes = dict(_rows(cur, _EPISODE_COUNTS_SQL, (sweep["id"],)))
-            lineage = _dicts(cur, _LINEAGE_SQL, (sweep["id"],))
+            yield cur, found[0]
         conn.rollback()
     except psycopg2.Error as exc:
         raise ReportError(f"reading sweep {name!r} failed: {one_line(exc)}") from None
     finally:
         conn.close()
+
+
+def _stage(sweep: dict[str, Any], stage: str = SEARCH_STAGE, **more: Any) -> dict[str, Any]:
+    return {"sweep": sweep["id"], "stage": stage, **more}
+
+
+def read_sweep(db_url: str, name: str) -> SweepData:
+    """Everything the report shows about sweep ``name``, as recorded so far, in one snapshot."""
+    with _reading(db_url, name) as (cur, sweep):
+        order = _best_first(sweep["mode"])
+        trials = _dicts(cur, _TRIALS_SQL.format(order=order), (sweep["id"],))
+        curves = _curves(_rows(cur, _ITERATIONS_SQL, (sweep["id"],)))
+        max_steps = max_episode_steps(sweep.pop("settings"))
+        bins = {"sweep": sweep["id"], "bins": HISTOGRAM_BINS, "max_steps": max_steps}
+        ends = _ends(_rows(cur, _ENDS_SQL, bins))
+        episodes = dict(_rows(cur, _EPISODE_COUNTS_SQL, (sweep["id"],)))
+        lineage = _dicts(cur, _LINEAGE_SQL, (sweep["id"],))
+        leaderboard = _leaderboard(cur, sweep)
+        evaluations = _dicts(cur, _EVALUATIONS_SQL, (sweep["id"],))
+        confirm_runs = _confirm_runs(cur, sweep)
     return SweepData(
-        sweep=sweep, trials=trials, curves=curves, ends=ends, episodes=episodes, lineage=lineage
+        sweep=sweep,
+        trials=trials,
+        curves=curves,
+        ends=ends,
+        episodes=episodes,
+        lineage=lineage,
+        leaderboard=leaderboard,
+        evaluations=evaluations,
+        confirm_runs=confirm_runs,
     )
+
+
+def _leaderboard(cur: Any, sweep: dict[str, Any]) -> list[dict[str, Any]]:
+    sql = _LEADERBOARD_SQL.format(greedy=_GREEDY_EVALUATIONS, order=_best_first(sweep["mode"]))
+    return _dicts(cur, sql, _stage(sweep))
+
+
+def _confirm_runs(cur: Any, sweep: dict[str, Any]) -> list[dict[str, Any]]:
+    sql = _CONFIRMED_SQL.format(greedy=_GREEDY_EVALUATIONS)
+    return _dicts(cur, sql, _stage(sweep, CONFIRM_STAGE))
+
+
+def sweep_row(db_url: str, name: str) -> dict[str, Any]:
+    """The sweep row named ``name`` (settings included), or a one-line ReportError."""
+    with _reading(db_url, name) as (_, sweep):
+        return sweep
+
+
+def leaderboard_rows(db_url: str, name: str) -> tuple[dict, list[dict], list[dict]]:
+    """The console leaderboard's snapshot: the sweep row, its search trials best first, and its
+    finished confirm runs."""
+    with _reading(db_url, name) as (cur, sweep):
+        return sweep, _leaderboard(cur, sweep), _confirm_runs(cur, sweep)
+
+
+def confirm_runs(db_url: str, name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The sweep row and its finished confirm trials (config, seed, final metric, flag rate)."""
+    with _reading(db_url, name) as (cur, sweep):
+        return sweep, _confirm_runs(cur, sweep)
+
+
+def confirm_inputs(db_url: str, name: str) -> tuple[dict, list[dict], set[tuple[str, int]]]:
+    """What the confirm stage plans from: the sweep row, its scored search trials best first,
+    and the (repeated trial, seed) pairs of confirm trials that already finished."""
+    with _reading(db_url, name) as (cur, sweep):
+        sql = _CANDIDATES_SQL.format(order=_best_first(sweep["mode"]))
+        candidates = _dicts(cur, sql, _stage(sweep))
+        finished = _rows(cur, _FINISHED_CONFIRM_SQL, _stage(sweep, CONFIRM_STAGE))
+        return sweep, candidates, {(repeats, seed) for repeats, seed in finished}
+
+
+def finished_runs(db_url: str, sweep: dict[str, Any], *, repeats: str | None) -> list[dict]:
+    """Full-budget runs (final metric, greedy eval flag rate) of the confirm trials repeating
+    search trial ``repeats``, or (None) of the sweep's search trials."""
+    which = "t.repeats = %(repeats)s" if repeats else "t.stage = %(stage)s"
+    sql = _FINISHED_RUNS_SQL.format(greedy=_GREEDY_EVALUATIONS, which=which)
+    return fetch_dicts(db_url, sql, _stage(sweep, repeats=repeats))
+
+
+def is_search_trial(db_url: str, sweep: dict[str, Any], trial_id: str) -> bool:
+    sql = "SELECT 1 FROM mario_sweeps.trials WHERE sweep_id = %(sweep)s AND trial_id = %(trial)s"
+    return bool(fetch_dicts(db_url, sql + " AND stage = %(stage)s", _stage(sweep, trial=trial_id)))
+
+
+def unevaluated_confirm_trials(db_url: str, sweep: dict[str, Any]) -> list[tuple[str, str]]:
+    """(trial id, kept best checkpoint) of finished confirm trials with no evaluation yet."""
+    rows = fetch_dicts(db_url, _UNEVALUATED_CONFIRM_SQL, _stage(sweep, CONFIRM_STAGE))
+    return [(r["trial_id"], r["best_checkpoint"]) for r in rows]
+
+
+def best_checkpoint(db_url: str, sweep: dict[str, Any]) -> tuple[str, str] | None:
+    """(trial id, best checkpoint) of the sweep's best search trial with a checkpoint on record,
+    by the sweep's metric and mode; None if no trial has one."""
+    sql = _BEST_CHECKPOINT_SQL.format(order=_best_first(sweep["mode"]))
+    rows = fetch_dicts(db_url, sql, _stage(sweep))
+    return (rows[0]["trial_id"], rows[0]["best_checkpoint"]) if rows else None
 
 
 def _curves(rows: list[tuple]) -> dict[str, dict[str, np.ndarray]]:

@@ -1,14 +1,13 @@
 """The sweep report, read back from the results store (what was really recorded).
 
-``leaderboard`` is the console table the runner prints. ``write_report``
-writes one self-contained HTML page (every image inlined as a data URI, no script, no external
-URL: it opens from disk with no network) plus a PNG of each figure; the runner calls it at a
-sweep's end and while it runs, and ``python -m sweeps.report NAME [--out DIR] [--db-url URL]``
-does the same from a shell and prints the page's path. The SQL lives in :mod:`sweeps.queries`, the
-figures in :mod:`sweeps.figures`; this module assembles the page.
+``write_report`` writes one self-contained HTML page (every image inlined as a data URI, no
+script, no external URL: it opens from disk with no network) plus a PNG of each figure; the
+runner calls it at a sweep's end and while it runs, and ``python -m sweeps.report NAME [--out DIR]
+[--db-url URL]`` does the same from a shell and prints the page's path. The page is one snapshot
+of the store (:func:`sweeps.queries.read_sweep`), the figures are :mod:`sweeps.figures`, the
+console's leaderboard is :mod:`sweeps.leaderboard`; this module assembles the page.
 """
 
-import argparse
 import base64
 import html
 import io
@@ -25,143 +24,22 @@ from pathlib import Path
 
 import numpy as np
 
-from callbacks.store import default_state_dir, embedded_db_url, resolve_db_url
+from callbacks.store import default_state_dir
 from callbacks.store.errors import StoreError
-from sweeps.confirm import ConfirmedConfig, confirmed_configs, confirmed_table, interval_text
-from sweeps.queries import (
-    Importances,
-    ReportError,
-    SweepData,
-    fetch_dicts,
-    read_sweep,
-    study_importances,
-)
-from sweeps.stats import FINAL_METRIC
+from sweeps import figures
+from sweeps.leaderboard import interval_text, params_text
+from sweeps.options import OneLineParser, SweepError, add_db_url_flag, db_url_of
+from sweeps.queries import Importances, ReportError, SweepData, read_sweep, study_importances
+from sweeps.schedule import Schedule
+from sweeps.stats import FINAL_METRIC, ConfirmedConfig, summarise_confirmed
 
-__all__ = [
-    "LEADERBOARD_SQL",
-    "ReportError",
-    "asha_rungs",
-    "build_figures",
-    "leaderboard",
-    "leaderboard_rows",
-    "main",
-    "write_report",
-]
-
-LEADERBOARD_SQL = """
-SELECT t.trial_id, t.params, t.best_metric, t.stop_reason, t.last_env_steps, t.best_checkpoint,
-       max(e.episode_return) AS best_return, max(e.x_pos_max) AS best_x_pos,
-       count(*) FILTER (WHERE e.flag_get) AS flags, count(e.episode_id) AS episodes,
-       max(v.x_pos_mean) AS eval_x_pos, max(v.flag_rate) AS eval_flag_rate,
-       max(v.episodes) AS eval_episodes, max(v.protocol) AS eval_protocol
-FROM mario_sweeps.trials t
-LEFT JOIN mario_sweeps.episodes e ON e.sweep_id = t.sweep_id AND e.trial_id = t.trial_id
-LEFT JOIN (
-    SELECT sweep_id, trial_id, avg(x_pos) AS x_pos_mean, avg(flag_get::int) AS flag_rate,
-           count(*) AS episodes, max(protocol) AS protocol
-    FROM mario_sweeps.evaluations WHERE policy = 'greedy' GROUP BY sweep_id, trial_id
-) v ON v.sweep_id = t.sweep_id AND v.trial_id = t.trial_id
-JOIN mario_sweeps.sweeps s ON s.id = t.sweep_id
-WHERE s.name = %s AND t.stage = 'search'
-GROUP BY t.sweep_id, t.trial_id
-ORDER BY t.best_metric {order} NULLS LAST, t.trial_id
-"""
-
-EVALUATION_SQL = """
-SELECT v.trial_id, v.checkpoint, v.policy, v.episode, v.task_id, v.episode_return, v.x_pos,
-       v.flag_get, v.length, v.video, v.protocol
-FROM mario_sweeps.evaluations v JOIN mario_sweeps.sweeps s ON s.id = v.sweep_id
-WHERE s.name = %s
-ORDER BY v.policy, v.episode
-"""
-
-
-def leaderboard_rows(db_url: str, name: str) -> tuple[dict, list[dict]]:
-    """The sweep row (metric, mode, status, scheduler) and its search trials, best first."""
-    sweeps = fetch_dicts(
-        db_url,
-        "SELECT metric, mode, status, scheduler FROM mario_sweeps.sweeps WHERE name = %s",
-        (name,),
-    )
-    if not sweeps:
-        return {}, []
-    order = "DESC" if sweeps[0]["mode"] == "max" else "ASC"
-    return sweeps[0], fetch_dicts(db_url, LEADERBOARD_SQL.format(order=order), (name,))
-
-
-def _fmt(value, spec: str) -> str:
-    digits = re.match(r"\d*", spec)
-    assert digits is not None  # \d* matches at the start of any string
-    width = int(digits.group() or 0)
-    return "-".rjust(width) if value is None else format(value, spec)
-
-
-def leaderboard(db_url: str, name: str) -> str:
-    """The confirmed configs (IQM over seeds) first, then a table of the search trials, best
-    first, and the best checkpoint's path."""
-    sweep, rows = leaderboard_rows(db_url, name)
-    metric = sweep.get("metric", "metric")
-    confirmed = confirmed_table(db_url, name, metric=metric, mode=sweep.get("mode", "max"))
-    header = (
-        f"{'trial':<10} {'params':<44} {metric:>22} {'best return':>11} {'best x_pos':>10} "
-        f"{'flags':>5} {'stop reason':>11} {'env steps':>10} {'eval x_pos':>10} {'eval flags':>10}"
-    )
-    title = f"leaderboard ({len(rows)} search trials, best first by {metric})"
-    if is_population(sweep):
-        title = (
-            f"leaderboard ({len(rows)} members, best first by {metric}; params: each member's "
-            "values now, after its exploits; the report draws their paths)"
-        )
-    lines = [confirmed] if confirmed else []
-    lines += ["", title, header]
-    for r in rows:
-        params = json.dumps(
-            {
-                k: float(f"{v:.3g}") if isinstance(v, float) else v
-                for k, v in (r["params"] or {}).items()
-            },
-            separators=(",", ":"),
-        )
-        lines.append(
-            f"{r['trial_id']:<10} {params[:44]:<44} {_fmt(r['best_metric'], '22.2f')} "
-            f"{_fmt(r['best_return'], '11.2f')} {_fmt(r['best_x_pos'], '10d')} {r['flags']:>5} "
-            f"{r['stop_reason'] or '-':>11} {_fmt(r['last_env_steps'], '10,d')} "
-            f"{_fmt(r['eval_x_pos'], '10,.0f')} {_fmt(r['eval_flag_rate'], '10.0%')}"
-        )
-    evaluated = next((r for r in rows if r["eval_episodes"]), None)
-    if evaluated is not None:
-        lines.append(
-            f"eval: {evaluated['eval_episodes']} episodes, "
-            f"{evaluated['eval_protocol'] or 'greedy, no randomised starts'}"
-        )
-    best = next((r for r in rows if r["best_checkpoint"]), None)
-    lines.append(f"best checkpoint: {best['best_checkpoint'] if best else '(none recorded)'}")
-    return "\n".join(lines)
-
+__all__ = ["ReportError", "build_figures", "main", "render_html", "write_report"]
 
 # -- the HTML report ----------------------------------------------------------------------------
 
 # A page the runner rewrites while the sweep runs reloads itself (no script needed).
 RUNNING_REFRESH_S = 60
 _FIGURE_DPI = 100
-
-
-def asha_rungs(scheduler: Mapping | None) -> list[int]:
-    """The env-step milestones of Tune's ASHA (one bracket): ``grace * rf**k`` for
-    ``k < int(log(max_t / grace) / log(rf) + 1)``, the formula of Tune's ``_Bracket``; [] when the
-    sweep had no ASHA scheduler or its settings are missing."""
-    scheduler = scheduler or {}
-    try:
-        grace = float(scheduler["grace_period"])
-        rf = float(scheduler["reduction_factor"])
-        max_t = float(scheduler["max_t"])
-    except (KeyError, TypeError, ValueError):
-        return []
-    if str(scheduler.get("type", "ASHA")).upper() != "ASHA" or grace <= 0 or rf <= 1:
-        return []
-    count = int(np.log(max_t / grace) / np.log(rf) + 1)
-    return [int(grace * rf**k) for k in range(max(count, 0))]
 
 
 def _rung_cells(data: SweepData, rungs: Sequence[int]) -> list[tuple[dict, list]]:
@@ -196,8 +74,6 @@ def build_figures(
     data: SweepData, importance: Importances, confirmed: Sequence[ConfirmedConfig] = ()
 ) -> dict[str, object]:
     """The page's figures by file-name key, only those with something to draw."""
-    from sweeps import figures
-
     colours = figures.trial_colours([t["trial_id"] for t in data.trials])
     built: dict[str, object] = {}
     if confirmed:
@@ -218,7 +94,7 @@ def build_figures(
         built["search-importances"] = figures.importances(importance)
     if data.ends.counts:
         built["episode-ends"] = figures.episode_ends(data)
-    if is_population(data.sweep) and data.curves:
+    if _is_population(data.sweep) and data.curves:
         built["lineage"] = figures.pbt_lineage(data, colours)
         built["hyperparameter-paths"] = figures.hyperparameter_paths(data, colours)
     return built
@@ -252,12 +128,6 @@ def _image(key: str, png: bytes | None, alt: str) -> str:
 
 def _note(text: str) -> str:
     return f'<p class="note">{_e(text)}</p>'
-
-
-def _params_text(params: Mapping | None) -> str:
-    return ", ".join(
-        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in (params or {}).items()
-    )
 
 
 def _summary(data: SweepData, generated: str) -> str:
@@ -314,10 +184,9 @@ def _error_line(error: str | None) -> str:
     return lines[-1] if lines else "no error text recorded"
 
 
-def _leaderboard_table(db_url: str, name: str) -> str:
-    sweep, rows = leaderboard_rows(db_url, name)
-    metric = sweep.get("metric", "metric")
-    params = "params now (after exploits)" if is_population(sweep) else "params"
+def _leaderboard_table(data: SweepData) -> str:
+    rows, metric = data.leaderboard, data.sweep["metric"]
+    params = "params now (after exploits)" if _is_population(data.sweep) else "params"
     head = (
         f"<tr><th>#</th><th>trial</th><th>{params}</th>"
         f"<th>{_e(metric)}</th><th>best return</th><th>best x_pos</th><th>flags</th>"
@@ -325,7 +194,7 @@ def _leaderboard_table(db_url: str, name: str) -> str:
         "<th>eval x_pos</th><th>eval flag rate</th></tr>"
     )
     body = "".join(
-        f"<tr><td>{i}</td><td>{_e(r['trial_id'])}</td><td>{_e(_params_text(r['params']))}</td>"
+        f"<tr><td>{i}</td><td>{_e(r['trial_id'])}</td><td>{_e(params_text(r['params']))}</td>"
         f"<td>{_num(r['best_metric'], '.2f')}</td><td>{_num(r['best_return'], '.2f')}</td>"
         f"<td>{_num(r['best_x_pos'], 'd')}</td><td>{r['flags']}</td><td>{r['episodes']:,}</td>"
         f'<td class="reason-{_e(r["stop_reason"] or "running")}">'
@@ -338,9 +207,9 @@ def _leaderboard_table(db_url: str, name: str) -> str:
     return f'<table class="data" id="leaderboard-table">{head}{body}</table>'
 
 
-def _evaluation_section(db_url: str, name: str) -> str:
+def _evaluation_section(data: SweepData) -> str:
     """The best checkpoint's evaluation episodes and its best episode's video, inlined."""
-    rows = fetch_dicts(db_url, EVALUATION_SQL, (name,))
+    rows = data.evaluations
     if not rows:
         return _note("No evaluation yet: the sweep evaluates its best checkpoint when it ends.")
     head = (
@@ -367,17 +236,17 @@ def _evaluation_section(db_url: str, name: str) -> str:
     for video in dict.fromkeys(r["video"] for r in rows if r["video"]):
         path = Path(video)
         if path.is_file():
-            data = base64.b64encode(path.read_bytes()).decode("ascii")
+            mp4 = base64.b64encode(path.read_bytes()).decode("ascii")
             parts.append(
                 f'<figure><video controls muted loop width="512" '
-                f'src="data:video/mp4;base64,{data}"></video>'
+                f'src="data:video/mp4;base64,{mp4}"></video>'
                 f"<figcaption>best episode: {_e(path.name)}</figcaption></figure>"
             )
     return "".join(parts)
 
 
 def _confirmed_section(
-    confirmed: Sequence[ConfirmedConfig], metric: str, pngs: Mapping[str, bytes]
+    confirmed: Sequence[ConfirmedConfig], data: SweepData, pngs: Mapping[str, bytes]
 ) -> str:
     """Confirmed configs first: IQM [95 % CI] over N seeds, and the performance profiles."""
     if not confirmed:
@@ -388,11 +257,12 @@ def _confirmed_section(
         )
     head = (
         "<tr><th>#</th><th>config of</th><th>params</th><th>N</th>"
-        f"<th>final {_e(metric)}<br>IQM [95 % CI]</th><th>eval flag rate<br>IQM [95 % CI]</th>"
+        f"<th>final {_e(data.sweep['metric'])}<br>IQM [95 % CI]</th>"
+        "<th>eval flag rate<br>IQM [95 % CI]</th>"
         "<th>P(#1 &gt; this)</th><th>seeds</th></tr>"
     )
     body = "".join(
-        f"<tr><td>{i}</td><td>{_e(c.repeats)}</td><td>{_e(_params_text(c.params))}</td>"
+        f"<tr><td>{i}</td><td>{_e(c.repeats)}</td><td>{_e(params_text(c.params))}</td>"
         f"<td>{c.n}</td><td>{_e(interval_text(c.final))}</td>"
         f"<td>{_e(interval_text(c.flag_rate, percent=True))}</td>"
         f"<td>{_num(c.probability_of_improvement, '.2f')}</td>"
@@ -414,7 +284,8 @@ def _confirmed_section(
 
 def _asha_section(data: SweepData) -> str:
     data = data.search_only()
-    rungs = asha_rungs(data.sweep["scheduler"])
+    schedule = Schedule.from_record(data.sweep["scheduler"])
+    rungs = schedule.asha_rungs() if schedule is not None else []
     if not rungs:
         return _note(
             "This sweep has no ASHA scheduler on record (sweeps.scheduler has no "
@@ -478,14 +349,14 @@ code { font-size: 12px; word-break: break-all; }
 """
 
 
-def is_population(sweep: Mapping) -> bool:
-    """Whether a sweep row's recorded scheduler is a PBT or PB2 population."""
-    return (sweep.get("scheduler") or {}).get("type") in ("PBT", "PB2")
+def _is_population(sweep: Mapping) -> bool:
+    schedule = Schedule.from_record(sweep["scheduler"])
+    return schedule is not None and schedule.population
 
 
 def _population_section(data: SweepData, pngs: Mapping[str, bytes]) -> str:
     """PBT's lineage and each member's hyperparameter path; a line for other sweeps."""
-    if not is_population(data.sweep):
+    if not _is_population(data.sweep):
         return _note("Not a population sweep: its trials were scheduled by ASHA.")
     if "lineage" not in pngs:
         return _note("No member has reported yet.")
@@ -507,111 +378,107 @@ def _population_section(data: SweepData, pngs: Mapping[str, bytes]) -> str:
     )
 
 
+def _curves_section(data: SweepData, pngs: Mapping[str, bytes]) -> str:
+    if not data.curves:
+        return _note(_NOTHING_YET)
+    return "".join(
+        [
+            _note(
+                "Stop markers by stop reason at each trial's last iteration; ★ marks the "
+                "iteration whose metric equals the trial's best metric (matched by value); "
+                "for a collapse the dotted line shows the peak it fell from. The best "
+                "checkpoint Tune kept is named in each panel's title and the leaderboard."
+            ),
+            _image(
+                "learning-curves",
+                pngs.get("learning-curves"),
+                f"{data.sweep['metric']} and x_pos against env steps, all trials",
+            ),
+            _image(
+                "learning-curves-per-trial",
+                pngs.get("learning-curves-per-trial"),
+                "small multiples, one panel per trial, best first",
+            ),
+        ]
+    )
+
+
+def _search_section(pngs: Mapping[str, bytes], importance: Importances) -> str:
+    if "search-parallel" not in pngs:
+        return _note("No trial with searched parameters yet.")
+    return "".join(
+        [
+            _image(
+                "search-parameters",
+                pngs.get("search-parameters"),
+                "each searched parameter against the trial's best metric",
+            ),
+            _image("search-parallel", pngs.get("search-parallel"), "parallel coordinates"),
+            _image(
+                "search-importances",
+                pngs.get("search-importances"),
+                f"Optuna parameter importances, {importance.note}",
+            )
+            if importance.values
+            else _note(f"No parameter importances: {importance.note}."),
+        ]
+    )
+
+
+def _episodes_section(pngs: Mapping[str, bytes]) -> str:
+    return "".join(
+        [
+            _note(
+                "Ending rule: flag = flag_get; time-out = the game clock reached 0 "
+                "(time_left = 0) or the env's max_episode_steps cut the episode; death = "
+                "everything else."
+            ),
+            _image(
+                "episode-ends",
+                pngs.get("episode-ends"),
+                "per trial: histogram of the x position where episodes ended",
+            )
+            if "episode-ends" in pngs
+            else _note("No episode has been recorded yet."),
+            _image("flag-rate", pngs.get("flag-rate"), "flag rate against env steps"),
+        ]
+    )
+
+
+def _health_section(data: SweepData, pngs: Mapping[str, bytes]) -> str:
+    if not data.curves:
+        return _note(_NOTHING_YET)
+    return _image(
+        "training-health",
+        pngs.get("training-health"),
+        "entropy, KL, total loss and value loss (result learners/default_policy/vf_loss)",
+    )
+
+
+_NOTHING_YET = "nothing to draw yet: no iteration has been recorded"
+
+
 def render_html(
     data: SweepData,
     *,
     pngs: Mapping[str, bytes],
-    leaderboard_table: str,
     importance: Importances,
     generated: str,
-    evaluation: str = "",
     confirmed: Sequence[ConfirmedConfig] = (),
 ) -> str:
-    """The page: summary, confirmed configs, leaderboard, learning curves, search, ASHA, episode
-    ends, health."""
-    missing = "nothing to draw yet: no iteration has been recorded"
-    has_iterations = bool(data.curves)
+    """The page: summary, confirmed configs, leaderboard, the best agent evaluated, learning
+    curves, search, population, ASHA, episode ends, health."""
+    evaluation = _evaluation_section(data) if data.evaluations else _note("No evaluation yet.")
     sections = [
-        (
-            "confirmed",
-            "Confirmed configs",
-            _confirmed_section(confirmed, data.sweep["metric"], pngs),
-        ),
-        ("leaderboard", "Leaderboard", leaderboard_table),
-        ("evaluation", "The best agent, evaluated", evaluation or _note("No evaluation yet.")),
-        (
-            "curves",
-            "Learning curves",
-            "".join(
-                [
-                    _note(
-                        "Stop markers by stop reason at each trial's last iteration; ★ marks the "
-                        "iteration whose metric equals the trial's best metric (matched by value); "
-                        "for a collapse the dotted line shows the peak it fell from. The best "
-                        "checkpoint Tune kept is named in each panel's title and the leaderboard."
-                    ),
-                    _image(
-                        "learning-curves",
-                        pngs.get("learning-curves"),
-                        f"{data.sweep['metric']} and x_pos against env steps, all trials",
-                    ),
-                    _image(
-                        "learning-curves-per-trial",
-                        pngs.get("learning-curves-per-trial"),
-                        "small multiples, one panel per trial, best first",
-                    ),
-                ]
-            )
-            if has_iterations
-            else _note(missing),
-        ),
-        (
-            "search",
-            "Search",
-            "".join(
-                [
-                    _image(
-                        "search-parameters",
-                        pngs.get("search-parameters"),
-                        "each searched parameter against the trial's best metric",
-                    ),
-                    _image("search-parallel", pngs.get("search-parallel"), "parallel coordinates"),
-                    _image(
-                        "search-importances",
-                        pngs.get("search-importances"),
-                        f"Optuna parameter importances, {importance.note}",
-                    )
-                    if importance.values
-                    else _note(f"No parameter importances: {importance.note}."),
-                ]
-            )
-            if "search-parallel" in pngs
-            else _note("No trial with searched parameters yet."),
-        ),
+        ("confirmed", "Confirmed configs", _confirmed_section(confirmed, data, pngs)),
+        ("leaderboard", "Leaderboard", _leaderboard_table(data)),
+        ("evaluation", "The best agent, evaluated", evaluation),
+        ("curves", "Learning curves", _curves_section(data, pngs)),
+        ("search", "Search", _search_section(pngs, importance)),
         ("population", "Population (PBT)", _population_section(data, pngs)),
         ("asha", "ASHA rungs", _asha_section(data)),
-        (
-            "episodes",
-            "Where episodes end",
-            "".join(
-                [
-                    _note(
-                        "Ending rule: flag = flag_get; time-out = the game clock reached 0 "
-                        "(time_left = 0; the env's max_episode_steps is not stored, so an "
-                        "episode cut by it counts as a death); death = everything else."
-                    ),
-                    _image(
-                        "episode-ends",
-                        pngs.get("episode-ends"),
-                        "per trial: histogram of the x position where episodes ended",
-                    )
-                    if "episode-ends" in pngs
-                    else _note("No episode has been recorded yet."),
-                    _image("flag-rate", pngs.get("flag-rate"), "flag rate against env steps"),
-                ]
-            ),
-        ),
-        (
-            "health",
-            "Training health",
-            _image(
-                "training-health",
-                pngs.get("training-health"),
-                "entropy, KL, total loss and value loss (result learners/default_policy/vf_loss)",
-            )
-            if has_iterations
-            else _note(missing),
-        ),
+        ("episodes", "Where episodes end", _episodes_section(pngs)),
+        ("health", "Training health", _health_section(data, pngs)),
     ]
     nav = "".join(f'<a href="#{key}">{_e(title)}</a>' for key, title, _ in sections)
     body = "\n".join(
@@ -661,21 +528,20 @@ def _check_writable(out_dir: Path) -> None:
 def write_report(db_url: str, name: str, out_dir: Path) -> Path:
     """Write ``<out_dir>/<name>.html`` and ``<out_dir>/<name>-<figure>.png``; return the HTML path.
 
-    Reads whatever the database holds now, so it works while the sweep runs. Raises ReportError
-    (one line) for an unknown sweep, a database without our schema, or an unwritable ``out_dir``.
+    Reads whatever the database holds now (one snapshot), so it works while the sweep runs.
+    Raises ReportError (one line) for an unknown sweep, a database without our schema, or an
+    unwritable ``out_dir``.
     """
     out_dir = Path(out_dir)
     data = read_sweep(db_url, name)  # an unknown name fails before any folder is made
     _check_writable(out_dir)
     importance = study_importances(db_url, f"mario-sweeps/{name}")
-    confirmed = confirmed_configs(db_url, name, mode=data.sweep["mode"])
+    confirmed = summarise_confirmed(data.confirm_runs, mode=data.sweep["mode"])
     pngs = {key: _png(figure) for key, figure in build_figures(data, importance, confirmed).items()}
     page = render_html(
         data,
         confirmed=confirmed,
         pngs=pngs,
-        leaderboard_table=_leaderboard_table(db_url, name),
-        evaluation=_evaluation_section(db_url, name),
         importance=importance,
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
     )
@@ -693,7 +559,7 @@ def write_report(db_url: str, name: str, out_dir: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     """``python -m sweeps.report NAME [--out DIR] [--db-url URL]``: write the report, print its
     path; bad input is one ``error:`` line on stderr and exit code 2."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m sweeps.report",
         allow_abbrev=False,
         description="Write a sweep's self-contained HTML report (and a PNG per figure).",
@@ -705,17 +571,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="folder for the report (default: <state dir>/reports/NAME)",
     )
-    parser.add_argument(
-        "--db-url",
-        default=None,
-        help="PostgreSQL URL (default: $MARIO_SWEEPS_DB_URL, else embedded)",
-    )
-    args = parser.parse_args(argv)
-    out_dir = args.out or default_state_dir() / "reports" / _file_stem(args.name)
+    add_db_url_flag(parser)
     try:
-        db_url = resolve_db_url(args.db_url) or embedded_db_url()
-        print(write_report(db_url, args.name, out_dir))
-    except (ReportError, StoreError) as err:
+        args = parser.parse_args(argv)
+        out_dir = args.out or default_state_dir() / "reports" / _file_stem(args.name)
+        print(write_report(db_url_of(args), args.name, out_dir))
+    except (ReportError, StoreError, SweepError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

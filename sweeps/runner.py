@@ -24,6 +24,8 @@ import signal
 import sys
 from pathlib import Path
 
+import ray
+
 from algos import CheckpointError
 from callbacks.store import (
     StoreError,
@@ -37,10 +39,11 @@ from callbacks.store import (
 from envs import register_mario_env
 from sweeps.confirm import ConfirmError, run_confirm
 from sweeps.evaluation import evaluate_best
+from sweeps.leaderboard import leaderboard
 from sweeps.live import LiveReport
 from sweeps.options import Options, SweepError, parse_options, warn_about_password
-from sweeps.queries import ReportError
-from sweeps.report import leaderboard, write_report
+from sweeps.queries import ReportError, sweep_row
+from sweeps.report import write_report
 from sweeps.spec import Sweep
 from sweeps.tuner import build_tuner, connect_ray
 
@@ -70,8 +73,6 @@ def check_database(options: Options, db_url: str) -> None:
 
 def run(options: Options) -> int:
     """Run (or resume) the sweep; return the process exit code."""
-    import ray
-
     db_url = options.db_url or embedded_db_url()
     check_database(options, db_url)
     warn_about_password(db_url)
@@ -90,8 +91,7 @@ def run(options: Options) -> int:
         except Exception:
             set_sweep_status(db_url, options.name, "failed")
             raise
-        sweep = find_sweep(db_url, options.name)
-        interrupted = sweep is not None and sweep["status"] == "interrupted"
+        interrupted = sweep_row(db_url, options.name)["status"] == "interrupted"
         if not interrupted:
             evaluate_at_end(options, db_url)
             interrupted = not confirm_at_end(options, db_url)
@@ -170,21 +170,7 @@ def _print_header(options: Options, dashboard: str, db_url: str) -> None:
             if options.wandb_mode == "offline"
             else ""
         )
-        + f"\nscheduler   {_scheduler_line(options)}"
-    )
-
-
-def _scheduler_line(options: Options) -> str:
-    """What schedules the trials, and (for PBT) which of the usual pieces do not apply."""
-    if options.pbt is None:
-        return "Optuna TPE (study in the results database) + ASHA on env steps + collapse stops"
-    pbt = options.pbt
-    return (
-        f"{options.scheduler.upper()}: population {pbt.population}, exploit/explore every "
-        f"{pbt.perturbation_interval:,} env steps, bottom {pbt.quantile_fraction:.0%} copies the "
-        f"top {pbt.quantile_fraction:.0%}; {options.max_concurrent} members train at once (Tune "
-        "pauses the rest). No Optuna study (the population starts from the search space), no "
-        "ASHA rungs; collapses are recorded, not stopped"
+        + f"\nscheduler   {options.schedule.describe(max_concurrent=options.max_concurrent)}"
     )
 
 

@@ -19,13 +19,15 @@ computes percentile intervals, which is all rliable does for one task.
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 from scipy import stats
 
 __all__ = [
     "CONFIDENCE",
+    "ConfirmedConfig",
     "FINAL_FRACTION",
     "FINAL_METRIC",
     "Comparison",
@@ -37,6 +39,7 @@ __all__ = [
     "iqm_interval",
     "performance_profile",
     "probability_of_improvement",
+    "summarise_confirmed",
 ]
 
 CONFIDENCE = 0.95
@@ -186,3 +189,74 @@ def performance_profile(scores: Sequence[float], thresholds: np.ndarray) -> np.n
     """The fraction of runs scoring above each threshold (rliable's performance profile)."""
     values = np.asarray(scores, dtype=float)[:, None]
     return np.mean(values > np.asarray(thresholds, dtype=float)[None, :], axis=0)
+
+
+@dataclass(frozen=True)
+class ConfirmedConfig:
+    """One confirmed config: its seeds' final metrics and evaluation flag rates, summarised."""
+
+    repeats: str
+    params: dict[str, Any]
+    trial_ids: list[str]
+    seeds: list[int]
+    scores: list[float]
+    flag_rates: list[float]
+    final: Interval | None
+    """IQM of the final metric over seeds with its 95 % interval (None below 2 seeds)."""
+    flag_rate: Interval | None
+    probability_of_improvement: float | None
+    """P(a run of the first-ranked config beats a run of this one); None for the first."""
+
+    @property
+    def n(self) -> int:
+        return len(self.scores)
+
+
+def _interval(values: list[float], seed: int) -> Interval | None:
+    try:
+        return iqm_interval(values, seed=seed)
+    except StatsError:
+        return None
+
+
+def summarise_confirmed(runs: list[dict[str, Any]], *, mode: str) -> list[ConfirmedConfig]:
+    """Confirm runs (``sweeps.queries`` rows) per config, best IQM of the final metric first."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in runs:
+        groups.setdefault(row["repeats"], []).append(row)
+    sign = 1 if mode == "max" else -1
+    summaries = []
+    for repeats, rows in groups.items():
+        scores = [r["final_metric"] for r in rows]
+        flags = [r["flag_rate"] for r in rows if r["flag_rate"] is not None]
+        summaries.append(
+            ConfirmedConfig(
+                repeats=repeats,
+                params=rows[0]["params"] or {},
+                trial_ids=[r["trial_id"] for r in rows],
+                seeds=[r["seed"] for r in rows],
+                scores=scores,
+                flag_rates=flags,
+                final=_interval(scores, seed=0),
+                flag_rate=_interval(flags, seed=1) if len(flags) == len(rows) else None,
+                probability_of_improvement=None,
+            )
+        )
+
+    def rank(c: ConfirmedConfig) -> tuple:
+        value = c.final.value if c.final else sum(c.scores) / len(c.scores)
+        return (-sign * value, c.repeats)
+
+    summaries.sort(key=rank)
+    if not summaries:
+        return []
+    first = summaries[0]
+    return [first] + [
+        replace(
+            c,
+            probability_of_improvement=probability_of_improvement(
+                [sign * s for s in first.scores], [sign * s for s in c.scores]
+            ),
+        )
+        for c in summaries[1:]
+    ]

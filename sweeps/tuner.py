@@ -1,15 +1,22 @@
 """Where a sweep's trials run: the Ray connection and the one Tuner builder.
 
-``algorithm_config`` is the trial (an RLlib AlgorithmConfig with the search space's domains);
-``build_tuner`` adds the searcher and scheduler (Optuna + ASHA, or a PBT/PB2 population) for a
-new or restored sweep; ``run_config`` and ``build_callbacks`` are what every trial runs under,
-the search's and the confirm stage's alike (``sweeps.confirm`` builds its Tuner from them).
+``algorithm_config`` is the trial (an RLlib AlgorithmConfig with the search space's domains); a
+``Stage`` is what one stage runs: the search's (Optuna + ASHA, or a PBT/PB2 population,
+:func:`search_stage`) or the confirm stage's (``sweeps.confirm.confirm_stage``). ``build_tuner``
+makes the Tuner of either, new or restored, with ``run_config`` and ``build_callbacks``: every
+trial of every stage runs under the same stopper, checkpointing and callbacks.
 """
 
 import socket
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import ray
+from ray import tune
+from ray.tune import Callback, CLIReporter
+from ray.tune.search import ConcurrencyLimiter
 
 from callbacks.collapse import SweepStopper
 from callbacks.decisions import DecisionMemory
@@ -19,26 +26,25 @@ from callbacks.wandb_logger import MarioWandbLoggerCallback
 from sweeps.console import quiet_ray_notices, use_progress_table
 from sweeps.options import Options, SweepError, algorithm_config
 from sweeps.pbt import pbt_scheduler
+from sweeps.schedule import Schedule
 from sweeps.search import asha_scheduler, optuna_searcher
 from sweeps.stats import FINAL_METRIC, final_tail_env_steps
 
-if TYPE_CHECKING:
-    from ray.tune import Callback
-
 __all__ = [
+    "Stage",
     "algorithm_config",
     "build_callbacks",
     "build_tuner",
     "connect_ray",
     "run_config",
+    "search_stage",
+    "sweep_row",
     "trial_dirname",
 ]
 
 
 def connect_ray(options: Options) -> str:
     """Join the cluster (checked reachable first) or start a local Ray; return the dashboard."""
-    import ray
-
     quiet_ray_notices()
     use_progress_table()
     runtime_env = {
@@ -75,12 +81,32 @@ def _check_reachable(address: str, timeout_s: float = 10.0) -> None:
         ) from None
 
 
-def build_tuner(options: Options, db_url: str):
-    """The Tuner for a new or restored sweep: searcher, scheduler, stopper and callbacks."""
-    from ray import tune
+@dataclass(frozen=True)
+class Stage:
+    """What one stage's Tuner runs: the search's (:func:`search_stage`) or the confirm stage's
+    (``sweeps.confirm.confirm_stage``); :func:`build_tuner` makes the Tuner of either."""
 
-    config = algorithm_config(options)
-    if options.resume:
+    schedule: Schedule
+    experiment: str
+    """Tune's experiment name (its directory under the storage path)."""
+    num_samples: int
+    scheduler: Any = None
+    """Tune's TrialScheduler; None: FIFO."""
+    search_alg: Any = None
+    max_concurrent_trials: int | None = None
+    search_space: dict | None = None
+    """The domains the trials draw (None: the sweep's search space)."""
+    repeats: dict | None = None
+    """Confirm stage: config values -> the search trial whose config a trial repeats."""
+    extra_params: tuple[str, ...] = ()
+    """Config keys shown in the console table besides the searched ones (the confirm seed)."""
+
+
+def build_tuner(options: Options, db_url: str, stage: Stage | None = None):
+    """The Tuner of ``stage`` (default: the search), new or, for a resumed search, restored."""
+    stage = stage or search_stage(options, db_url)
+    config = algorithm_config(options, search_space=stage.search_space)
+    if options.resume and stage.schedule.stage == "search":
         # Tune restores the searcher, scheduler, stopper and callbacks it pickled at the start.
         return tune.Tuner.restore(
             options.experiment_dir,
@@ -89,57 +115,46 @@ def build_tuner(options: Options, db_url: str):
             resume_unfinished=True,
             restart_errored=True,
         )
-    population = options.scheduler in ("pbt", "pb2")
-    scheduler, recorded, search = (_population if population else _search)(options, db_url)
     return tune.Tuner(
         config.algo_class,
         param_space=config,
         tune_config=tune.TuneConfig(
-            scheduler=scheduler,
-            num_samples=options.num_samples,
+            scheduler=stage.scheduler,
+            search_alg=stage.search_alg,
+            num_samples=stage.num_samples,
+            max_concurrent_trials=stage.max_concurrent_trials,
             trial_dirname_creator=trial_dirname,
-            **search,
         ),
-        run_config=run_config(
-            options,
-            name=options.name,
-            callbacks=build_callbacks(options, db_url, scheduler=recorded),
-            population=population,
-            scheduler=scheduler,
-        ),
+        run_config=run_config(options, stage, callbacks=build_callbacks(options, db_url, stage)),
     )
 
 
-def _population(options: Options, db_url: str) -> tuple[Any, dict, dict[str, Any]]:
-    """PBT or PB2 over the search space: (scheduler, its stored settings, TuneConfig kwargs)."""
-    sweep = options.sweep
-    assert options.pbt is not None  # sweeps.options sets it for pbt / pb2
-    scheduler = pbt_scheduler(
-        options.scheduler,
-        pbt=options.pbt,
+def search_stage(options: Options, db_url: str) -> Stage:
+    """The search: Optuna (its study in PostgreSQL) with ASHA, or a PBT/PB2 population."""
+    sweep, schedule = options.sweep, options.schedule
+    if schedule.pbt is not None:
+        population = pbt_scheduler(
+            schedule.kind,
+            pbt=schedule.pbt,
+            metric=sweep.metric,
+            mode=sweep.mode,
+            search_space=sweep.search_space,
+            lineage_key=options.name,
+        )
+        return Stage(
+            schedule,
+            experiment=options.name,
+            num_samples=options.num_samples,
+            scheduler=population,
+            max_concurrent_trials=options.max_concurrent,
+        )
+    assert schedule.asha is not None  # sweeps.options: a search is ASHA or a population
+    asha = asha_scheduler(
         metric=sweep.metric,
         mode=sweep.mode,
-        search_space=sweep.search_space,
-        lineage_key=options.name,
-    )
-    recorded = {"type": options.scheduler.upper(), **vars(options.pbt)}
-    return scheduler, recorded, {"max_concurrent_trials": options.max_concurrent}
-
-
-def _search(options: Options, db_url: str) -> tuple[Any, dict, dict[str, Any]]:
-    """Optuna (its study in PostgreSQL) and ASHA: (scheduler, its settings, TuneConfig kwargs)."""
-    from ray.tune.search import ConcurrencyLimiter
-
-    sweep = options.sweep
-    declared = sweep.smoke.asha if options.smoke else sweep.asha
-    assert declared is not None  # sweeps.options allows asha only for a sweep with ASHA
-    asha = declared.within(options.max_env_steps)
-    scheduler = asha_scheduler(
-        metric=sweep.metric,
-        mode=sweep.mode,
-        max_env_steps=options.max_env_steps,
-        grace_period=asha.grace_period,
-        reduction_factor=asha.reduction_factor,
+        max_env_steps=schedule.max_env_steps,
+        grace_period=schedule.asha.grace_period,
+        reduction_factor=schedule.asha.reduction_factor,
     )
     searcher = optuna_searcher(
         db_url=db_url,
@@ -150,24 +165,20 @@ def _search(options: Options, db_url: str) -> tuple[Any, dict, dict[str, Any]]:
         points_to_evaluate=sweep.points_to_evaluate,
     )
     limited = ConcurrencyLimiter(searcher, max_concurrent=options.max_concurrent)
-    return scheduler, {"type": "ASHA", **vars(asha)}, {"search_alg": limited}
+    return Stage(
+        schedule,
+        experiment=options.name,
+        num_samples=options.num_samples,
+        scheduler=asha,
+        search_alg=limited,
+    )
 
 
-def run_config(
-    options: Options,
-    *,
-    name: str,
-    callbacks: list,
-    population: bool = False,
-    scheduler=None,
-    extra_params: tuple[str, ...] = (),
-):
+def run_config(options: Options, stage: Stage, *, callbacks: list):
     """What every trial of a sweep (search or confirm) runs under: the budget and collapse
     stopper, Tune's checkpoint keeping by the sweep's metric, one retry, our console table; the
     scheduler's and stopper's state saved with the experiment (``DecisionMemory``)."""
-    from ray import tune
-
-    sweep = options.sweep
+    sweep, population = options.sweep, stage.schedule.population
     # Under PBT a collapsing member is recorded, and left for exploit to replace.
     stopper = SweepStopper(
         metric=sweep.metric,
@@ -177,10 +188,10 @@ def run_config(
         stop_on_collapse=not population,
     )
     return tune.RunConfig(
-        name=name,
+        name=stage.experiment,
         storage_path=options.storage_path,
         stop=stopper,
-        callbacks=[*callbacks, DecisionMemory(scheduler=scheduler, stopper=stopper)],
+        callbacks=[*callbacks, DecisionMemory(scheduler=stage.scheduler, stopper=stopper)],
         checkpoint_config=tune.CheckpointConfig(
             # PBT copies a donor's latest checkpoint: keep enough that it is still there.
             num_to_keep=4 if population else 2,
@@ -190,62 +201,24 @@ def run_config(
             checkpoint_at_end=True,
         ),
         failure_config=tune.FailureConfig(max_failures=1),
-        progress_reporter=progress_reporter(options, extra_params=extra_params),
+        progress_reporter=progress_reporter(options, extra_params=stage.extra_params),
         verbose=1,
     )
 
 
-def build_callbacks(
-    options: Options,
-    db_url: str,
-    *,
-    scheduler: dict,
-    stage: str = "search",
-    repeats: dict | None = None,
-    num_samples: int | None = None,
-) -> list:
+def build_callbacks(options: Options, db_url: str, stage: Stage) -> list:
     """PostgresCallback first (it pops the episode list), then W&B."""
-    sweep = options.sweep
-    tail = final_tail_env_steps(options.max_env_steps)
     callbacks: list[Callback] = [
         PostgresCallback(
             db_url=db_url,
-            sweep={
-                "name": options.name,
-                "algo": sweep.algo,
-                "search_space": json_safe(sweep.search_space),
-                "metric": sweep.metric,
-                "mode": sweep.mode,
-                "scheduler": {
-                    "time_attr": "num_env_steps_sampled_lifetime",
-                    "max_t": options.max_env_steps,
-                    **scheduler,
-                    "collapse": vars(sweep.collapse),
-                },
-                "command": options.command,
-                "code_version": _code_version(),
-                "ray_address": options.address or "local",
-                "settings": json_safe(
-                    {
-                        "env_config": options.env_config,
-                        "hparams": options.hparams,
-                        "max_env_steps": options.max_env_steps,
-                        "checkpoint_every": sweep.checkpoint_every,
-                        "collapse": vars(sweep.collapse),
-                        "storage_path": options.storage_path,
-                        "smoke": options.smoke,
-                        "confirm": {"top": options.confirm_top, "seeds": options.confirm_seeds},
-                        "final_metric": {"definition": FINAL_METRIC, "tail_env_steps": tail},
-                    }
-                ),
-            },
-            param_keys=list(sweep.search_space),
-            num_samples=options.num_samples if num_samples is None else num_samples,
-            scheduler="pbt" if options.scheduler in ("pbt", "pb2") else "asha",
-            stage=stage,
-            repeats=repeats,
-            final_tail_env_steps=tail,
-            lineage=options.scheduler in ("pbt", "pb2"),
+            sweep=sweep_row(options),
+            param_keys=list(options.sweep.search_space),
+            num_samples=stage.num_samples,
+            scheduler=stage.schedule.stop_reason,
+            stage=stage.schedule.stage,
+            repeats=stage.repeats,
+            final_tail_env_steps=final_tail_env_steps(options.max_env_steps),
+            lineage=stage.schedule.population,
         )
     ]
     if options.wandb_mode != "disabled":
@@ -257,12 +230,43 @@ def build_callbacks(
     return callbacks
 
 
+def sweep_row(options: Options) -> dict[str, Any]:
+    """The ``sweeps`` row a new sweep writes: what it searches, how, and everything a confirm
+    stage or a report needs later (``settings``)."""
+    sweep = options.sweep
+    return {
+        "name": options.name,
+        "algo": sweep.algo,
+        "search_space": json_safe(sweep.search_space),
+        "metric": sweep.metric,
+        "mode": sweep.mode,
+        "scheduler": {**options.schedule.record(), "collapse": vars(sweep.collapse)},
+        "command": options.command,
+        "code_version": _code_version(),
+        "ray_address": options.address or "local",
+        "settings": json_safe(
+            {
+                "env_config": options.env_config,
+                "hparams": options.hparams,
+                "max_env_steps": options.max_env_steps,
+                "checkpoint_every": sweep.checkpoint_every,
+                "collapse": vars(sweep.collapse),
+                "storage_path": options.storage_path,
+                "smoke": options.smoke,
+                "confirm": {"top": options.confirm_top, "seeds": options.confirm_seeds},
+                "final_metric": {
+                    "definition": FINAL_METRIC,
+                    "tail_env_steps": final_tail_env_steps(options.max_env_steps),
+                },
+            }
+        ),
+    }
+
+
 def progress_reporter(options: Options, *, extra_params: tuple[str, ...] = ()):
     """The console table: our metric, this iteration's furthest x_pos and flags (labelled
     ``/iter``), the trial's episodes and env steps so far, searched params (and
     ``extra_params``: the confirm stage's seed)."""
-    from ray.tune import CLIReporter
-
     return CLIReporter(
         metric_columns={
             options.sweep.metric: "metric",

@@ -20,7 +20,8 @@ from algos import ppo_config
 from callbacks.episode_recorder import EpisodeRecorder
 from callbacks.postgres_callback import PostgresCallback
 from callbacks.store import prepare_database
-from callbacks.wandb_logger import MarioWandbLoggerCallback, plain
+from callbacks.store.tables import json_safe
+from callbacks.wandb_logger import MarioWandbLoggerCallback
 from envs import register_mario_env
 from tests import wandb_files
 
@@ -272,7 +273,7 @@ def test_wandb_config_is_builtins_only_so_its_actors_never_import_torch():
     there (~450 MiB per actor). The config we hand them must need no import at all."""
     config = ppo_config(hparams={"lr": 1e-4}).to_dict()
     assert any(isinstance(v, type) for v in config.values())  # what makes the raw config heavy
-    sent = plain(config)
+    sent = json_safe(config)  # what MarioWandbLoggerCallback hands its actors
     opcodes = {op.name for op, _, _ in pickletools.genops(pickle.dumps(sent))}
     assert not opcodes & {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "NEWOBJ", "REDUCE"}
     assert sent["lr"] == 1e-4 and sent["_learner_class"] == "algos.builders.MarioPPOLearner"

@@ -26,7 +26,9 @@ import pytest
 from callbacks.store import ResultsStore, prepare_database, sqlalchemy_url
 from callbacks.store.tables import iteration_row
 from sweeps import report
+from sweeps.leaderboard import leaderboard
 from sweeps.queries import read_sweep, study_importances
+from sweeps.schedule import Schedule
 from tests.databases import create_database
 from tests.helpers import TRIAL_FIGURES, gids, trials_in
 
@@ -316,8 +318,8 @@ def test_asha_rungs_are_the_milestones_of_tunes_own_bracket(grace, rf, max_t):
     from ray.tune.schedulers.async_hyperband import _Bracket
 
     tune_rungs = sorted(m for m, _ in _Bracket(grace, max_t, rf, 0)._rungs)
-    scheduler = {"grace_period": grace, "reduction_factor": rf, "max_t": max_t}
-    assert report.asha_rungs(scheduler) == tune_rungs
+    recorded = {"type": "ASHA", "grace_period": grace, "reduction_factor": rf, "max_t": max_t}
+    assert Schedule.from_record(recorded).asha_rungs() == tune_rungs
 
 
 def test_asha_table_shows_each_trials_metric_at_each_rung_and_who_was_cut(sweep, built):
@@ -725,7 +727,7 @@ def test_a_pbt_sweep_draws_its_lineage_and_each_members_hyperparameter_path(
     assert "3 exploits" in html
     # A member's params are its values now, and the leaderboards say so.
     assert "<th>params now (after exploits)</th>" in html
-    assert "3 members, best first" in report.leaderboard(url, "pop")
+    assert "3 members, best first" in leaderboard(url, "pop")
 
 
 def test_an_asha_sweep_says_it_has_no_population(page):

@@ -15,6 +15,7 @@ from scipy import stats as scipy_stats
 from callbacks.store.schema import prepare_database
 from callbacks.store.store import ResultsStore
 from sweeps import compare, confirm, stats
+from sweeps.leaderboard import confirmed_table
 
 
 def true_iqm(distribution) -> float:
@@ -153,9 +154,7 @@ def test_confirmed_configs_rank_by_iqm_and_compare_gives_the_known_verdicts(fres
     assert compare.main(["known:good", "known:same", "--db-url", fresh_db_url]) == 0
     assert "verdict: no detectable difference at N=8 seeds" in capsys.readouterr().out
 
-    table = confirm.confirmed_table(
-        fresh_db_url, "known", metric="mario/x_pos_smoothed", mode="max"
-    )
+    table = confirmed_table(ranked, metric="mario/x_pos_smoothed")
     assert table.count("\n") == 5 and "[" in table  # header lines + 3 configs with intervals
 
 
@@ -221,6 +220,10 @@ def write_confirmed_sweep_with_one_seed(db_url: str) -> None:
         (["one"], "was recorded without its settings"),
         (["known", "--address", "bogus"], "--address 'bogus' is not allowed"),
         (["known", "--top", "1e3"], "argument --top: invalid int value: '1e3'"),
+        # The sweep files' own connection and evaluation flags, checked by the same code:
+        (["known", "--gpus-per-learner", "-1"], "--gpus-per-learner -1.0 is not allowed"),
+        (["known", "--wandb-project", "a/b"], "--wandb-project 'a/b' is not allowed"),
+        (["known", "--eval-episodes", "5000"], "--eval-episodes 5000 is not allowed"),
     ],
 )
 def test_confirm_refuses_bad_requests_before_anything_runs(fresh_db_url, capsys, args, message):

@@ -34,7 +34,7 @@ from callbacks.store.tables import (
     json_safe,
 )
 
-__all__ = ["SWEEP_STATUSES", "ResultsStore", "best_trial", "find_sweep", "set_sweep_status"]
+__all__ = ["SWEEP_STATUSES", "ResultsStore", "find_sweep", "set_sweep_status"]
 
 logger = logging.getLogger(__name__)
 
@@ -205,12 +205,7 @@ class ResultsStore:
         """
         if mode not in ("max", "min"):
             raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
-        insert = (
-            "INSERT INTO mario_sweeps.sweeps (name, algo, search_space, metric, mode,"
-            " scheduler, command, ray_address, code_version, settings, status)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'running')"
-            " ON CONFLICT (name) DO NOTHING RETURNING id"
-        )
+        insert = _INSERT_SWEEP_SQL
         values = (
             name,
             algo,
@@ -346,6 +341,14 @@ class ResultsStore:
         )
 
 
+_INSERT_SWEEP_SQL = (
+    "INSERT INTO mario_sweeps.sweeps (name, algo, search_space, metric, mode,"
+    " scheduler, command, ray_address, code_version, settings, status)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'running')"
+    " ON CONFLICT (name) DO NOTHING RETURNING id"
+)
+
+
 def _sweep_info(cur: Any, name: str) -> dict[str, Any] | None:
     cur.execute(
         "SELECT s.id, s.status, s.started_at, count(t.trial_id), s.algo"
@@ -387,26 +390,6 @@ def find_sweep(db_url: str, name: str) -> dict[str, Any] | None:
         with conn, conn.cursor() as cur:
             info = _sweep_info(cur, name)
             return None if info is None or _reusable(info) else info
-    finally:
-        conn.close()
-
-
-def best_trial(db_url: str, name: str) -> tuple[str, str] | None:
-    """(trial id, best checkpoint) of the sweep's best search trial that has a checkpoint on
-    record, by the sweep's metric and mode; None if no trial has one. Read-only."""
-    conn = _one_shot(db_url)
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute(
-                "SELECT t.trial_id, t.best_checkpoint FROM mario_sweeps.trials t"
-                " JOIN mario_sweeps.sweeps s ON s.id = t.sweep_id"
-                " WHERE s.name = %s AND t.best_checkpoint IS NOT NULL AND t.stage = 'search'"
-                " ORDER BY CASE WHEN s.mode = 'max' THEN -t.best_metric ELSE t.best_metric END"
-                " NULLS LAST, t.trial_id LIMIT 1",
-                (name,),
-            )
-            row = cur.fetchone()
-            return None if row is None else (row[0], row[1])
     finally:
         conn.close()
 

@@ -10,6 +10,7 @@ or re-delivering a result never duplicates a row.
 {'lr': None, 'env': 'builtins.dict', 'sizes': [64, 64]}
 """
 
+import enum
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -111,7 +112,11 @@ _RESULT_KEYS_NOT_STORED = frozenset({EPISODES_KEY, "config"})
 
 
 def json_safe(value: Any) -> Any:
-    """``value`` as plain JSON values; anything JSON cannot hold becomes a readable string."""
+    """``value`` as plain JSON values; anything JSON cannot hold becomes a readable string.
+    Enums become their values: RLlib's config holds str-enums, and unpickling one imports its
+    module (the W&B logging actor gets its config through here too)."""
+    if isinstance(value, enum.Enum):
+        return json_safe(value.value)
     if value is None or isinstance(value, bool | int):
         return value
     if isinstance(value, str):
