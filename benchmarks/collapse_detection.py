@@ -276,41 +276,24 @@ def rung_agreement(curves: dict[str, list[dict]]) -> list[dict]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python benchmarks/collapse_detection.py")
-    parser.add_argument("curves", nargs="*", type=Path, help="iteration logs (.jsonl)")
-    parser.add_argument("--json", action="store_true")
-    parser.add_argument(
-        "--make-levels",
-        type=int,
-        metavar="N",
-        help=f"play N episodes of each collapse level into {LEVELS.name} and exit",
-    )
-    parser.add_argument("--level", choices=("collapsed", "uniform"), default="collapsed")
-    args = parser.parse_args(argv)
-    if args.make_levels:
-        levels = {
-            "collapsed": agent_episodes(args.make_levels, favour=0.8),
-            "uniform": agent_episodes(args.make_levels, seed=10_000),
-        }
-        LEVELS.parent.mkdir(parents=True, exist_ok=True)
-        LEVELS.write_text(json.dumps(levels))
-        for name, episodes in levels.items():
-            xs = [x for x, _, _ in episodes]
-            print(f"{name}: {len(xs)} episodes, mean x_pos {statistics.mean(xs):.0f}")
-        return 0
-    paths = args.curves or sorted(DATA.glob("*.jsonl"))
-    if not paths:
-        print(f"error: no curves given and none in {DATA}", file=sys.stderr)
-        return 2
-    curves = {p.stem: load(p) for p in paths}
-    pool = json.loads(LEVELS.read_text())[args.level]
-    rules, rungs = evaluate_rules(curves, pool), rung_agreement(curves)
-    if args.json:
-        print(json.dumps({"curves": list(curves), "rules": rules, "rungs": rungs}))
-        return 0
+def make_levels(n: int) -> int:
+    """Play ``n`` episodes of each collapse level into LEVELS (the episodes a collapsed trial
+    plays, spliced into real curves by ``evaluate_rules``)."""
+    levels = {
+        "collapsed": agent_episodes(n, favour=0.8),
+        "uniform": agent_episodes(n, seed=10_000),
+    }
+    LEVELS.parent.mkdir(parents=True, exist_ok=True)
+    LEVELS.write_text(json.dumps(levels))
+    for name, episodes in levels.items():
+        xs = [x for x, _, _ in episodes]
+        print(f"{name}: {len(xs)} episodes, mean x_pos {statistics.mean(xs):.0f}")
+    return 0
+
+
+def print_tables(curves: dict, pool: list, rules: list[dict], rungs: list[dict], *, level: str):
     print(
-        f"collapse level {args.level!r}: {len(pool)} real episodes, mean x_pos "
+        f"collapse level {level!r}: {len(pool)} real episodes, mean x_pos "
         f"{statistics.mean(x for x, _, _ in pool):.0f}"
     )
     print(
@@ -345,6 +328,33 @@ def main(argv: list[str] | None = None) -> int:
             f"{'-' if gap is None else f'{gap:.0f}'}, median iteration swing (sd) "
             f"{'-' if swing is None or math.isnan(swing) else f'{swing:.0f}'}"
         )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python benchmarks/collapse_detection.py")
+    parser.add_argument("curves", nargs="*", type=Path, help="iteration logs (.jsonl)")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--make-levels",
+        type=int,
+        metavar="N",
+        help=f"play N episodes of each collapse level into {LEVELS.name} and exit",
+    )
+    parser.add_argument("--level", choices=("collapsed", "uniform"), default="collapsed")
+    args = parser.parse_args(argv)
+    if args.make_levels:
+        return make_levels(args.make_levels)
+    paths = args.curves or sorted(DATA.glob("*.jsonl"))
+    if not paths:
+        print(f"error: no curves given and none in {DATA}", file=sys.stderr)
+        return 2
+    curves = {p.stem: load(p) for p in paths}
+    pool = json.loads(LEVELS.read_text())[args.level]
+    rules, rungs = evaluate_rules(curves, pool), rung_agreement(curves)
+    if args.json:
+        print(json.dumps({"curves": list(curves), "rules": rules, "rungs": rungs}))
+        return 0
+    print_tables(curves, pool, rules, rungs, level=args.level)
     return 0
 
 
