@@ -27,7 +27,14 @@ from ray.tune import Callback
 
 from callbacks.collapse import stop_reason
 from callbacks.lineage import drain
-from callbacks.records import COLLAPSE_PEAK_KEY, EPISODES_KEY, STAGES, lookup
+from callbacks.records import (
+    COLLAPSE_PEAK_KEY,
+    CONFIRM_STAGE,
+    EPISODES_KEY,
+    SEARCH_STAGE,
+    STAGES,
+    lookup,
+)
 from callbacks.store.connection import split_password, validate_db_url
 from callbacks.store.store import ResultsStore
 from callbacks.store.tables import iteration_row
@@ -101,7 +108,7 @@ class PostgresCallback(Callback):
         scheduler: str = "asha",
         param_keys: Sequence[str] | None = None,
         num_samples: int | None = None,
-        stage: str = "search",
+        stage: str = SEARCH_STAGE,
         repeats: Mapping[tuple, str] | None = None,
         final_tail_env_steps: int | None = None,
         lineage: bool = False,
@@ -153,7 +160,7 @@ class PostgresCallback(Callback):
         if self._store is not None:
             self._store.close(self.flush_timeout_s)
         self._store = ResultsStore(self._db_url, password=self._password, spill_dir=self.spill_dir)
-        resume = self.sweep_id is not None or self.stage == "confirm"
+        resume = self.sweep_id is not None or self.stage == CONFIRM_STAGE
         self.sweep_id = self._store.start_sweep(**self.sweep, resume=resume)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -166,7 +173,9 @@ class PostgresCallback(Callback):
             params=params,
             stage=self.stage,
             seed=trial.config.get("seed"),
-            repeats=self.repeats.get(tuple(params.values())) if self.stage == "confirm" else None,
+            repeats=self.repeats.get(tuple(params.values()))
+            if self.stage == CONFIRM_STAGE
+            else None,
             status="running",
             stop_reason=None,
             error=None,

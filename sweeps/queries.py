@@ -103,7 +103,7 @@ class SweepData:
 
     def search_only(self) -> "SweepData":
         """The search trials alone (confirm re-runs repeat their configs: not search points)."""
-        trials = [t for t in self.trials if t.get("stage", "search") == "search"]
+        trials = [t for t in self.trials if t.get("stage", SEARCH_STAGE) == SEARCH_STAGE]
         return replace(self, trials=trials)
 
 

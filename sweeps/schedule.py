@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from callbacks.records import STAGES
+from callbacks.records import CONFIRM_STAGE, SEARCH_STAGE, STAGES
 from sweeps.spec import Asha, Pbt
 
 __all__ = ["KINDS", "TIME_ATTR", "Schedule"]
@@ -30,7 +30,7 @@ class Schedule:
     max_env_steps: int
     asha: Asha | None = None
     pbt: Pbt | None = None
-    stage: str = "search"
+    stage: str = SEARCH_STAGE
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS or self.stage not in STAGES:
@@ -56,7 +56,7 @@ class Schedule:
 
     def confirm(self) -> "Schedule":
         """The confirm stage after this search: every (config, seed) runs its whole budget."""
-        return Schedule("fifo", self.max_env_steps, stage="confirm")
+        return Schedule("fifo", self.max_env_steps, stage=CONFIRM_STAGE)
 
     def record(self) -> dict[str, Any]:
         """The ``sweeps.scheduler`` JSON stored on the sweep row (what the report reads back)."""
@@ -83,7 +83,7 @@ class Schedule:
             if kind in ("pbt", "pb2"):
                 fields = Pbt.__dataclass_fields__
                 return cls(kind, max_t, pbt=Pbt(**{k: v for k, v in record.items() if k in fields}))
-            return cls(kind, max_t, stage=record.get("stage", "search"))
+            return cls(kind, max_t, stage=record.get("stage", SEARCH_STAGE))
         except (KeyError, TypeError, ValueError):
             return None
 

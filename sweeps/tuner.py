@@ -21,6 +21,7 @@ from ray.tune.search import ConcurrencyLimiter
 from callbacks.collapse import SweepStopper
 from callbacks.decisions import DecisionMemory
 from callbacks.postgres_callback import PostgresCallback
+from callbacks.records import SEARCH_STAGE
 from callbacks.store.tables import json_safe
 from callbacks.wandb_logger import MarioWandbLoggerCallback
 from sweeps.console import quiet_ray_notices, use_progress_table
@@ -106,7 +107,7 @@ def build_tuner(options: Options, db_url: str, stage: Stage | None = None):
     """The Tuner of ``stage`` (default: the search), new or, for a resumed search, restored."""
     stage = stage or search_stage(options, db_url)
     config = algorithm_config(options, search_space=stage.search_space)
-    if options.resume and stage.schedule.stage == "search":
+    if options.resume and stage.schedule.stage == SEARCH_STAGE:
         # Tune restores the searcher, scheduler, stopper and callbacks it pickled at the start.
         return tune.Tuner.restore(
             options.experiment_dir,
