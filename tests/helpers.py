@@ -1,9 +1,12 @@
 """What many test files share: running a sweep as a user does (a subprocess with its own state
 directory), reading the results database, and the report's figure ids."""
 
+import atexit
 import os
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -13,12 +16,50 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def sweep_env(tmp_path: Path) -> dict:
+    """A sweep's environment: its own state directory, and the session's Ray head to join."""
     return {
         **os.environ,
         "MARIO_SWEEPS_STATE_DIR": str(tmp_path / "state"),
         "WANDB_MODE": "offline",
         "PYTHONUNBUFFERED": "1",
+        **shared_ray_head(),
     }
+
+
+_HEAD: dict[str, str] = {}
+
+
+def shared_ray_head() -> dict[str, str]:
+    """The client environment of one Ray head (2 CPUs, token auth, dashboard on loopback) that
+    every sweep a test starts joins through ``RAY_ADDRESS``, as a user's sweeps join a cluster:
+    started on first use by ``cluster/local_cluster.sh up 0``, stopped when the session ends.
+    A sweep that starts its own local Ray pays its start and stop (seconds) every time."""
+    if not _HEAD:
+        state = Path(tempfile.mkdtemp(prefix="mh-", dir="/tmp"))  # socket paths: keep it short
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        env |= {
+            "MARIO_CLUSTER_DIR": str(state),
+            "MARIO_CLUSTER_PORT": str(free_port()),
+            "MARIO_CLUSTER_DASHBOARD_PORT": str(free_port()),
+            "MARIO_CLUSTER_HEAD_CPUS": "2",
+        }
+        script = ["bash", str(REPO / "cluster" / "local_cluster.sh")]
+        up = subprocess.run([*script, "up", "0"], env=env, capture_output=True, text=True)
+        assert up.returncode == 0, up.stderr[-3000:]
+        atexit.register(subprocess.run, [*script, "down"], env=env, capture_output=True)
+        _HEAD.update(
+            RAY_ADDRESS=f"127.0.0.1:{env['MARIO_CLUSTER_PORT']}",
+            RAY_AUTH_MODE="token",
+            RAY_AUTH_TOKEN_PATH=str(state / "auth_token"),
+        )
+    return dict(_HEAD)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def run_sweep(script: str | Path, *args: str, tmp_path: Path, timeout: int = 600):

@@ -25,17 +25,13 @@ from pathlib import Path
 import psycopg2
 import pytest
 
+from tests.helpers import free_port
+
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "cluster" / "local_cluster.sh"
 HEAD_ONLY_DB_URL = "postgresql://sentinel@head-only.invalid/none"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cluster_processes(state_dir: Path) -> list[int]:
