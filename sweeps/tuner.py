@@ -21,7 +21,6 @@ from ray.tune.search import ConcurrencyLimiter
 from callbacks.collapse import SweepStopper
 from callbacks.decisions import DecisionMemory
 from callbacks.postgres_callback import PostgresCallback
-from callbacks.records import SEARCH_STAGE
 from callbacks.store.tables import json_safe
 from callbacks.wandb_logger import MarioWandbLoggerCallback
 from sweeps.console import quiet_ray_notices, use_progress_table
@@ -104,11 +103,10 @@ class Stage:
 
 
 def build_tuner(options: Options, db_url: str, stage: Stage | None = None):
-    """The Tuner of ``stage`` (default: the search), new or, for a resumed search, restored."""
-    stage = stage or search_stage(options, db_url)
-    config = algorithm_config(options, search_space=stage.search_space)
-    if options.resume and stage.schedule.stage == SEARCH_STAGE:
+    """The Tuner of ``stage``; without one, the search's: restored with ``--resume``, else new."""
+    if stage is None and options.resume:
         # Tune restores the searcher, scheduler, stopper and callbacks it pickled at the start.
+        config = algorithm_config(options)
         return tune.Tuner.restore(
             options.experiment_dir,
             trainable=config.algo_class,
@@ -116,6 +114,8 @@ def build_tuner(options: Options, db_url: str, stage: Stage | None = None):
             resume_unfinished=True,
             restart_errored=True,
         )
+    stage = stage or search_stage(options, db_url)
+    config = algorithm_config(options, search_space=stage.search_space)
     return tune.Tuner(
         config.algo_class,
         param_space=config,
