@@ -127,7 +127,8 @@ def assert_the_confirm_stage_reran_the_top_two_configs(db_url, sweep_id, stdout)
         by_config.setdefault(repeats, []).append(returns)
     assert all(first != second for first, second in by_config.values())  # seeds differ
     shown = confirmed_lines(stdout)
-    assert len(shown) == 2 and all("[" in line and line.split()[3] == "2" for line in shown)
+    # rank (4), config of (10), params (40), then N (3), each column one space apart
+    assert len(shown) == 2 and all("[" in line and line[57:60].strip() == "2" for line in shown)
 
 
 @pytest.mark.slow
