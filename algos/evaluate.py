@@ -254,8 +254,11 @@ class _Parser(argparse.ArgumentParser):
         raise _ArgumentError(message)
 
 
-def _int_in(low: int, high: int | None = None):
-    """An argparse type: an integer in [low, high] (no upper end when high is None)."""
+def int_in(low: int, high: int | None = None):
+    """An argparse type: an integer in [low, high] (no upper end when high is None).
+
+    Not ``choices=range(...)``: ``--help`` would print every value of the range.
+    """
     allowed = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
 
     def parse(text: str) -> int:
@@ -294,7 +297,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("checkpoint", help="RLlib checkpoint directory (e.g. a Tune trial's)")
     parser.add_argument(
-        "--episodes", type=_int_in(1, MAX_EPISODES), default=20, help="episodes to play"
+        "--episodes", type=int_in(1, MAX_EPISODES), default=20, help="episodes to play"
     )
     parser.add_argument(
         "--sample",
@@ -309,7 +312,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--noop-max",
-        type=_int_in(0, MAX_NOOPS),
+        type=int_in(0, MAX_NOOPS),
         default=Protocol.noop_max,
         help="each episode starts after 0..N random no-op steps (default %(default)s; 0 = off)",
     )
@@ -320,7 +323,7 @@ def _parser() -> argparse.ArgumentParser:
         "--video", type=Path, help="write the best episode here (.mp4, or .gif without ffmpeg)"
     )
     parser.add_argument(
-        "--seed", type=_int_in(0, MAX_SEED), default=0, help="seed of the first episode"
+        "--seed", type=int_in(0, MAX_SEED), default=0, help="seed of the first episode"
     )
     return parser
 

@@ -46,7 +46,7 @@ from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 
 from algos import Resources, dqn_config, ppo_config
 from algos.checkpoints import load_policy
-from algos.evaluate import Protocol, evaluate
+from algos.evaluate import Protocol, evaluate, int_in
 from callbacks.episode_recorder import EpisodeRecorder
 from callbacks.records import EPISODES_KEY, episode_ending, metric_key
 from envs import register_mario_env
@@ -337,16 +337,6 @@ def format_trial(trial: dict) -> str:
     return "\n".join(lines)
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not allowed; allowed: an integer >= 1")
-    return value
-
-
 def _minutes(text: str) -> float:
     try:
         value = float(text)
@@ -382,13 +372,12 @@ def _parser() -> argparse.ArgumentParser:
         help="trainer configurations to run side by side, PPO and DQN alike "
         "(default: the algo's defaults)",
     )
-    parser.add_argument("--env-steps", type=_positive, default=500_000)
-    parser.add_argument("--seeds", type=_positive, default=1, help="seeds per variant")
+    parser.add_argument("--env-steps", type=int_in(1), default=500_000)
+    parser.add_argument("--seeds", type=int_in(1), default=1, help="seeds per variant")
     parser.add_argument(
         "--first-seed",
-        type=int,
+        type=int_in(0, 2**31 - 1),
         default=0,
-        choices=range(0, 2**31),
         metavar="S",
         help="seeds run S..S+K-1 (default 0)",
     )
@@ -399,15 +388,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--eval-episodes",
-        type=int,
+        type=int_in(0, 1000),
         default=20,
-        choices=range(0, 1001),
         metavar="N",
         help="episodes per evaluation, greedy and sampled each (0: no evaluation)",
     )
     parser.add_argument(
         "--eval-at",
-        type=_positive,
+        type=int_in(1),
         action="append",
         default=[],
         metavar="N",

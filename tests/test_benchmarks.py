@@ -42,6 +42,15 @@ def _run(script: str, *args: str, timeout: float) -> str:
     return done.stdout
 
 
+@pytest.mark.parametrize(
+    "script",
+    sorted(p.name for p in BENCHMARKS.glob("*.py") if "__main__" in p.read_text()),
+)
+def test_every_benchmark_prints_its_help(script):
+    """``choices=range(0, 2**31)`` once made ``learning.py --help`` spin for minutes."""
+    assert "usage:" in _run(script, "--help", timeout=60)
+
+
 def test_env_throughput_reports_one_ratio_per_game():
     rows = json.loads(
         _run(
