@@ -13,7 +13,7 @@ from ray.rllib.core.rl_module.rl_module import RLModule
 if TYPE_CHECKING:
     from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 
-__all__ = ["CheckpointError", "LoadedPolicy", "load_policy"]
+__all__ = ["CheckpointError", "LoadedPolicy", "load_policy", "rllib_algorithm_name"]
 
 _MODULE_DIR = Path("learner_group", "learner", "rl_module", "default_policy")
 
@@ -29,6 +29,11 @@ class LoadedPolicy:
         self.module = module
         self.algo = algo
         self.env_config = env_config
+
+
+def rllib_algorithm_name(cls: type) -> str:
+    """RLlib's name of an algorithm class ("PPO"), also for our subclasses (``MarioPPO``)."""
+    return next(c.__name__ for c in cls.__mro__ if c.__module__.startswith("ray."))
 
 
 def load_policy(path: str | Path) -> LoadedPolicy:
@@ -49,8 +54,7 @@ def load_policy(path: str | Path) -> LoadedPolicy:
             saved = pickle.load(f)
         config = saved["ctor_args_and_kwargs"][0][0]
         env_config = dict(config["env_config"])
-        # RLlib's algorithm ("PPO"), also for our subclasses (MarioPPO: algos.algorithms).
-        algo = next(c.__name__ for c in saved["class"].__mro__ if c.__module__.startswith("ray."))
+        algo = rllib_algorithm_name(saved["class"])
         # Our modules are torch ones (``framework("torch")``): an nn.Module, with ``eval()``.
         module = cast("TorchRLModule", RLModule.from_checkpoint(root / _MODULE_DIR))
     except Exception as err:  # any unpickling/torch error means the same thing to the user

@@ -31,6 +31,7 @@ from callbacks.records import (
     COLLAPSE_PEAK_KEY,
     CONFIRM_STAGE,
     EPISODES_KEY,
+    EVALUATION_KEY,
     SEARCH_STAGE,
     STAGES,
     lookup,
@@ -39,7 +40,11 @@ from callbacks.store.connection import split_password, validate_db_url
 from callbacks.store.store import ResultsStore
 from callbacks.store.tables import iteration_row
 
-__all__ = ["PostgresCallback"]
+__all__ = ["NOT_SAVED", "PostgresCallback"]
+
+NOT_SAVED = "(not saved)"
+"""The ``checkpoint`` of an in-training evaluation whose iteration Tune saved no checkpoint for
+(the sweep ended first): its episodes are still stored."""
 
 
 @dataclass
@@ -139,12 +144,16 @@ class PostgresCallback(Callback):
         self._store: ResultsStore | None = None
         self._trials: dict[str, _TrialProgress] = {}
         self._restarted: set[str] = set()
+        self._unsaved_evaluations: dict[str, list[dict[str, Any]]] = {}
+        """Per trial, the episodes its last evaluation played (``callbacks.periodic_evaluation``),
+        waiting for the checkpoint Tune saves for that iteration: the row names it."""
 
     def __getstate__(self) -> dict[str, Any]:
         # Never pickle the live connection or the password (tuner.pkl is a plain file).
         state = self.__dict__.copy()
         state["_store"] = None
         state["_password"] = None
+        state["_unsaved_evaluations"] = {}  # a replayed iteration evaluates again
         return state
 
     # -- Tune hooks ------------------------------------------------------------------------
@@ -191,14 +200,17 @@ class PostgresCallback(Callback):
     ) -> None:
         """Pop the episode list out of ``result`` and write the iteration and its episodes."""
         episodes = result.pop(EPISODES_KEY, None) or []
+        evaluation = result.pop(EVALUATION_KEY, None) or []
         row = iteration_row(result, metric=self.metric)
         offset = self._offsets.get(trial.trial_id, 0)
         if offset:
             row["training_iteration"] += offset
-            episodes = [
-                {**e, "training_iteration": (e["training_iteration"] or 0) + offset}
-                for e in episodes
-            ]
+            episodes, evaluation = (
+                [{**e, "training_iteration": (e["training_iteration"] or 0) + offset} for e in rows]
+                for rows in (episodes, evaluation)
+            )
+        if evaluation:
+            self._unsaved_evaluations[trial.trial_id] = evaluation
         progress = self._progress(trial.trial_id)
         if _better(row["metric"], progress.best_metric, self.mode):
             progress.best_metric = row["metric"]
@@ -250,6 +262,19 @@ class PostgresCallback(Callback):
                 trial_id, {**row, "training_iteration": stored, "kind": "exploit"}
             )
 
+    def on_checkpoint(
+        self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any
+    ) -> None:
+        """Store the evaluation played in the iteration this checkpoint saved."""
+        self._write_evaluation(trial.trial_id, checkpoint.path)
+
+    def _write_evaluation(self, trial_id: str, checkpoint: str) -> None:
+        rows = self._unsaved_evaluations.pop(trial_id, [])
+        if rows:
+            self._require_store().write_evaluations(
+                trial_id, [{**row, "checkpoint": checkpoint} for row in rows]
+            )
+
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         # Tune calls this while the trial still says RUNNING; its last result says why it ended.
         reason = stop_reason(trial.last_result, scheduler=self.scheduler)
@@ -264,6 +289,8 @@ class PostgresCallback(Callback):
         """Record how the sweep ended, wait for buffered rows (up to ``flush_timeout_s``)."""
         if self._store is None:
             return
+        for trial_id in list(self._unsaved_evaluations):  # played, but Tune saved nothing after
+            self._write_evaluation(trial_id, NOT_SAVED)
         # Tune stops the actors of an interrupted sweep without on_trial_complete (their status
         # may even read TERMINATED): a trial is finished only if Tune said so through a hook.
         unfinished = [t for t in trials if not self._progress(t.trial_id).ended]

@@ -23,6 +23,8 @@ __all__ = [
     "EPISODES_KEY",
     "EPISODE_COLUMNS",
     "EPISODE_FACT_COLUMNS",
+    "EVALUATION_KEY",
+    "EVAL_CHECKPOINT_SCORE",
     "METRIC_PREFIX",
     "STOP_REASON_KEY",
     "CONFIRM_STAGE",
@@ -32,6 +34,7 @@ __all__ = [
     "EpisodeRecord",
     "episode_ending",
     "episode_record",
+    "eval_key",
     "lookup",
     "metric_key",
 ]
@@ -43,6 +46,19 @@ METRIC_PREFIX = "mario/"
 """Our per-iteration metrics are flat top-level result keys ``mario/<name>``: Tune's checkpoint
 scoring looks its ``checkpoint_score_attribute`` up among the result's *top-level* keys, so a
 nested ``{"mario": {...}}`` silently scored every checkpoint alike and kept the newest ones."""
+
+EVALUATION_KEY = "mario_evaluation"
+"""Where a trial's in-training evaluation (``callbacks.periodic_evaluation``) sends the episodes
+it played, in the result of the iteration it evaluated (popped on the driver, stored with the
+checkpoint Tune saves for that iteration)."""
+
+EVAL_PREFIX = "eval/"
+"""In-training evaluation metrics: ``eval/flag_rate``, ``eval/x_pos`` (the last evaluation's,
+carried forward: Tune wants a sweep metric in every result) and ``eval/env_steps`` (when)."""
+
+EVAL_CHECKPOINT_SCORE = "eval/checkpoint_score"
+"""The checkpoint score of an evaluated iteration (flag rate, then x_pos as the tie-break);
+NaN in the others, which Tune ranks last, so the kept best checkpoint is one that was played."""
 
 COLLAPSE_PEAK_KEY = "collapse_peak"
 """Written into a result by ``SweepStopper`` when it records (rather than stops) a collapse, as
@@ -58,6 +74,11 @@ SEARCH_STAGE, CONFIRM_STAGE = STAGES = ("search", "confirm")
 STOP_REASONS = ("completed", "collapse", "asha", "pbt", "error", "interrupted")
 """``completed``: budget used; ``collapse``: the collapse detector; ``asha``/``pbt``: the
 scheduler; ``error``: the trial failed; ``interrupted``: the sweep was stopped (Ctrl-C)."""
+
+
+def eval_key(name: str) -> str:
+    """The flat result key of an in-training evaluation figure, e.g. ``eval/flag_rate``."""
+    return EVAL_PREFIX + name
 
 
 def metric_key(name: str) -> str:

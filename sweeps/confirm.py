@@ -47,9 +47,11 @@ from sweeps.options import (
     add_connection_flags,
     add_eval_flags,
     algorithm_config,
+    check_eval_metric,
     confirm_counts_problem,
     connections,
     eval_episodes,
+    eval_every,
     warn_about_password,
 )
 from sweeps.queries import ReportError, confirm_inputs, confirm_runs, sweep_row
@@ -166,6 +168,8 @@ def options_from_sweep(sweep: Mapping[str, Any], **overrides: Any) -> Options:
         "hparams": settings["hparams"],
         "schedule": Schedule("fifo", budget, stage=CONFIRM_STAGE),
         "smoke": settings.get("smoke", False),
+        "eval_every": settings.get("eval_every", 0),
+        "eval_episodes": settings.get("eval_episodes", 5),
     }
     return Options(**(stored | overrides))
 
@@ -276,13 +280,20 @@ def main(argv: list[str] | None = None) -> int:
         where = connections(args, max_concurrent=2)
         db_url = where.pop("db_url") or embedded_db_url()
         plan = plan_confirm(db_url, args.name, top=args.top, seeds=args.seeds)
+        episodes = eval_episodes(args.eval_episodes, smoke=False)
+        settings = plan.sweep["settings"]
+        every = settings.get("eval_every", 0) if args.eval_every is None else args.eval_every
         options = options_from_sweep(
             plan.sweep,
             **where,
             db_url=db_url,
-            eval_episodes=eval_episodes(args.eval_episodes, smoke=False),
+            eval_episodes=episodes,
             eval_sample=args.eval_sample,
+            eval_every=eval_every(
+                every, smoke=False, max_env_steps=settings["max_env_steps"], episodes=episodes
+            ),
         )
+        check_eval_metric(options)
         warn_about_password(db_url)
         done = _confirm(options, db_url, plan, top=args.top, seeds=args.seeds)
     except (ConfirmError, SweepError, StoreError, ReportError) as err:

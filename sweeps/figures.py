@@ -229,6 +229,7 @@ def learning_curves(data: SweepData, colours: Mapping[str, tuple]) -> Figure:
             ls=":",
             gid=f"x_pos_max:{tid}",
         )
+        _draw_evaluations(ax_x, data, tid, colour)
     ax_metric.set_ylabel(metric_name)
     ax_metric.set_title(
         f"{metric_name} per trial ({'higher' if mode == 'max' else 'lower'} is better)"
@@ -242,10 +243,31 @@ def learning_curves(data: SweepData, colours: Mapping[str, tuple]) -> Figure:
             fontsize=8,
             title="trial",
         )
+    evaluated = " ◆ evaluation during training (mean x_pos)" if data.training_evaluations else ""
     ax_x.set_ylabel("x_pos (mean solid, max dotted)")
-    ax_x.set_title("furthest x position per episode, per iteration")
+    ax_x.set_title(f"furthest x position per episode, per iteration{evaluated}")
     _steps_axis(ax_x)
     return fig
+
+
+def _draw_evaluations(ax: Axes, data: SweepData, tid: str, colour: tuple) -> None:
+    """A trial's evaluations during training (``--eval-every``): mean x_pos where each was played,
+    each labelled with its flag rate."""
+    points = [e for e in data.training_evaluations if e["trial_id"] == tid]
+    if not points:
+        return
+    steps = [p["env_steps"] for p in points]
+    x_pos = [p["x_pos_mean"] for p in points]
+    ax.plot(steps, x_pos, ls="", marker="D", ms=5, color=colour, mec="k", gid=f"eval:{tid}")
+    for point in points:
+        ax.annotate(
+            f"{point['flag_rate']:.0%}",
+            (point["env_steps"], point["x_pos_mean"]),
+            textcoords="offset points",
+            xytext=(0, 6),
+            ha="center",
+            fontsize=6,
+        )
 
 
 def learning_curves_per_trial(data: SweepData, colours: Mapping[str, tuple]) -> Figure:
@@ -273,6 +295,7 @@ def learning_curves_per_trial(data: SweepData, colours: Mapping[str, tuple]) -> 
             ls=":",
             gid=f"x_pos_max:{tid}",
         )
+        _draw_evaluations(ax_x, data, tid, colours[tid])
         checkpoint = (trial.get("best_checkpoint") or "").rstrip("/").rsplit("/", 1)[-1]
         # Past 16 panels a row there is no room for the checkpoint: the leaderboard names it.
         title = f"{tid} · {stop_reason(trial)}"
@@ -284,7 +307,8 @@ def learning_curves_per_trial(data: SweepData, colours: Mapping[str, tuple]) -> 
         ax.grid(alpha=0.3)
     fig.suptitle(
         f"per trial: {data.sweep['metric']} (colour), x_pos mean (grey) and max "
-        "(dotted); ★ best metric, title: stop reason · best checkpoint",
+        "(dotted); ★ best metric, ◆ evaluation during training; title: stop reason · best "
+        "checkpoint",
         fontsize=10,
     )
     return fig

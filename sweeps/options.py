@@ -21,6 +21,8 @@ from ray.tune import Tuner
 from algos import HParamError, Resources, dqn_config, ppo_config
 from algos.hparams import DQN_RULES, PPO_RULES, check_hparams
 from callbacks.episode_recorder import EpisodeRecorder
+from callbacks.periodic_evaluation import periodic_evaluation
+from callbacks.records import EVAL_CHECKPOINT_SCORE, EVAL_PREFIX
 from callbacks.store import (
     StoreError,
     default_state_dir,
@@ -111,11 +113,19 @@ class Options:
     eval_episodes: int = 5
     """Episodes each evaluated checkpoint plays at the end (0: no evaluation)."""
     eval_sample: bool = False
+    eval_every: int = 0
+    """Env steps between a trial's evaluations during training (0: none); each plays
+    ``eval_episodes`` greedy episodes and its score ranks the trial's kept checkpoints."""
     report_every_s: float = 0.0
     """Seconds between refreshes of the HTML report while the sweep runs (0: only at the end)."""
     confirm_top: int = 0
     """Distinct configs the confirm stage re-runs over fresh seeds (0: no confirm stage)."""
     confirm_seeds: int = 0
+
+    @property
+    def checkpoint_score(self) -> str:
+        """What ranks a trial's checkpoints: how they played, when evaluated during training."""
+        return EVAL_CHECKPOINT_SCORE if self.eval_every else self.sweep.metric
 
     @property
     def report_dir(self) -> Path:
@@ -264,6 +274,13 @@ def add_eval_flags(parser: argparse.ArgumentParser, *, default: str) -> None:
     parser.add_argument(
         "--eval-sample", action="store_true", help="also evaluate sampling from the policy"
     )
+    parser.add_argument(
+        "--eval-every",
+        type=int,
+        help=f"env steps between a trial's evaluations during training, which keep the "
+        f"checkpoint that played best (default {DEFAULT_EVAL_EVERY:,} for a budget of at "
+        "least that, else 0; --smoke 0; 0: off)",
+    )
 
 
 def _add_stage_flags(parser: argparse.ArgumentParser, sweep: Sweep) -> None:
@@ -340,6 +357,7 @@ def parse_options(sweep: Sweep, argv: list[str] | None = None, *, name_suffix: s
         "--max-env-steps", args.max_env_steps, base.max_env_steps, high=MAX_ENV_STEPS
     )
     schedule = _schedule(sweep, args, base, max_env_steps=max_env_steps)
+    episodes = eval_episodes(args.eval_episodes, smoke=args.smoke)
     if schedule["schedule"].pbt is not None:
         num_samples = schedule["schedule"].pbt.population
     else:
@@ -359,11 +377,15 @@ def parse_options(sweep: Sweep, argv: list[str] | None = None, *, name_suffix: s
         command=_command(
             parser, args, prog=sys.argv[0] if argv is None else f"sweeps/{sweep.name}.py"
         ),
-        eval_episodes=eval_episodes(args.eval_episodes, smoke=args.smoke),
+        eval_episodes=episodes,
         eval_sample=args.eval_sample,
+        eval_every=eval_every(
+            args.eval_every, smoke=args.smoke, max_env_steps=max_env_steps, episodes=episodes
+        ),
         report_every_s=_report_every_s(args.report_every),
         **schedule,
     )
+    check_eval_metric(options)
     _check_trial(options)
     return options
 
@@ -514,6 +536,35 @@ def _confirm_counts(sweep: Sweep, args: argparse.Namespace, base) -> dict[str, i
     return {"confirm_top": top, "confirm_seeds": seeds}
 
 
+DEFAULT_EVAL_EVERY = 100_000
+"""About every 11 minutes of a whole-machine PPO trial here (BENCHMARKS.md: its cost)."""
+
+
+def eval_every(value: int | None, *, smoke: bool, max_env_steps: int, episodes: int) -> int:
+    """``--eval-every``: by default every ``DEFAULT_EVAL_EVERY`` env steps of a trial at least
+    that long, off in smoke runs, shorter trials and without evaluation episodes."""
+    if value is None:
+        off = smoke or not episodes or max_env_steps < DEFAULT_EVAL_EVERY
+        return 0 if off else DEFAULT_EVAL_EVERY
+    if not 0 <= value <= max_env_steps:
+        raise SweepError(
+            f"--eval-every {value} is not allowed; allowed: an integer in [0, {max_env_steps:,}] "
+            "(the trial's env-step budget; 0: off)"
+        )
+    if value and not episodes:
+        raise SweepError(f"--eval-every {value} needs --eval-episodes >= 1; allowed: 0 with it")
+    return value
+
+
+def check_eval_metric(options: "Options") -> None:
+    """A sweep scored by ``eval/...`` needs evaluations during training to have a score."""
+    if options.sweep.metric.startswith(EVAL_PREFIX) and not options.eval_every:
+        raise SweepError(
+            f"metric {options.sweep.metric!r} needs --eval-every > 0 (evaluations during "
+            "training); allowed: --eval-every N, or a training metric such as mario/x_pos_last100"
+        )
+
+
 def eval_episodes(value: int | None, *, smoke: bool) -> int:
     if value is None:
         return 1 if smoke else 5
@@ -633,4 +684,7 @@ def algorithm_config(options: Options, *, search_space: dict | None = None):
         )
     except (HParamError, EnvConfigError) as err:
         raise SweepError(str(err)) from None
-    return config.callbacks(EpisodeRecorder)
+    if not options.eval_every:
+        return config.callbacks(EpisodeRecorder)
+    evaluation = periodic_evaluation(options.eval_every, options.eval_episodes)
+    return config.callbacks([EpisodeRecorder, evaluation])

@@ -97,7 +97,11 @@ class SweepData:
     leaderboard: list[dict[str, Any]] = field(default_factory=list)
     """Search trials best first, with their episodes' and greedy evaluation's aggregates."""
     evaluations: list[dict[str, Any]] = field(default_factory=list)
-    """Every evaluation episode of the sweep (the best checkpoint's and the confirm trials')."""
+    """Every evaluation episode of a kept checkpoint after training (the best checkpoint's and
+    the confirm trials')."""
+    training_evaluations: list[dict[str, Any]] = field(default_factory=list)
+    """Evaluations played during training (``--eval-every``): per trial and env steps, the
+    episodes' mean x_pos and flag rate, in env-step order."""
     confirm_runs: list[dict[str, Any]] = field(default_factory=list)
     """Finished confirm trials: their config, seed, final metric and greedy eval flag rate."""
 
@@ -138,9 +142,11 @@ _GREEDY_EVALUATIONS = """(
     SELECT sweep_id, trial_id, avg(x_pos) AS x_pos_mean,
            avg(flag_get::int)::double precision AS flag_rate,
            count(*) AS episodes, max(protocol) AS protocol
-    FROM mario_sweeps.evaluations WHERE policy = 'greedy' GROUP BY sweep_id, trial_id
+    FROM mario_sweeps.evaluations WHERE policy = 'greedy' AND NOT during_training
+    GROUP BY sweep_id, trial_id
 )"""
-"""Per evaluated trial: its greedy evaluation episodes' mean x_pos and flag rate."""
+"""Per evaluated trial: its kept checkpoint's greedy episodes' mean x_pos and flag rate (played
+after training by ``sweeps.evaluation``; not those played during training, ``--eval-every``)."""
 
 _LEADERBOARD_SQL = """
 SELECT t.trial_id, t.params, t.best_metric, t.stop_reason, t.last_env_steps, t.best_checkpoint,
@@ -159,8 +165,16 @@ ORDER BY {order}, t.trial_id
 _EVALUATIONS_SQL = """
 SELECT trial_id, checkpoint, policy, episode, task_id, episode_return, x_pos, flag_get, length,
        video, protocol
-FROM mario_sweeps.evaluations WHERE sweep_id = %s
+FROM mario_sweeps.evaluations WHERE sweep_id = %s AND NOT during_training
 ORDER BY policy, episode
+"""
+
+_TRAINING_EVALUATIONS_SQL = """
+SELECT trial_id, env_steps, avg(x_pos) AS x_pos_mean,
+       avg(flag_get::int)::double precision AS flag_rate, count(*) AS episodes
+FROM mario_sweeps.evaluations WHERE sweep_id = %s AND during_training
+GROUP BY trial_id, env_steps
+ORDER BY trial_id, env_steps
 """
 
 _CONFIRMED_SQL = """
@@ -201,7 +215,8 @@ SELECT t.trial_id, t.best_checkpoint FROM mario_sweeps.trials t
 WHERE t.sweep_id = %(sweep)s AND t.stage = %(stage)s AND t.status = 'terminated'
   AND t.best_checkpoint IS NOT NULL
   AND NOT EXISTS (SELECT 1 FROM mario_sweeps.evaluations v
-                  WHERE v.sweep_id = t.sweep_id AND v.trial_id = t.trial_id)
+                  WHERE v.sweep_id = t.sweep_id AND v.trial_id = t.trial_id
+                    AND NOT v.during_training)
 ORDER BY t.trial_id
 """
 
@@ -345,6 +360,7 @@ def read_sweep(db_url: str, name: str) -> SweepData:
         lineage = _dicts(cur, _LINEAGE_SQL, (sweep["id"],))
         leaderboard = _leaderboard(cur, sweep)
         evaluations = _dicts(cur, _EVALUATIONS_SQL, (sweep["id"],))
+        training_evaluations = _dicts(cur, _TRAINING_EVALUATIONS_SQL, (sweep["id"],))
         confirm_runs = _confirm_runs(cur, sweep)
     return SweepData(
         sweep=sweep,
@@ -355,6 +371,7 @@ def read_sweep(db_url: str, name: str) -> SweepData:
         lineage=lineage,
         leaderboard=leaderboard,
         evaluations=evaluations,
+        training_evaluations=training_evaluations,
         confirm_runs=confirm_runs,
     )
 

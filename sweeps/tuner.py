@@ -196,8 +196,8 @@ def run_config(options: Options, stage: Stage, *, callbacks: list):
         checkpoint_config=tune.CheckpointConfig(
             # PBT copies a donor's latest checkpoint: keep enough that it is still there.
             num_to_keep=4 if population else 2,
-            checkpoint_score_attribute=sweep.metric,
-            checkpoint_score_order=sweep.mode,
+            checkpoint_score_attribute=options.checkpoint_score,
+            checkpoint_score_order="max" if options.eval_every else sweep.mode,
             checkpoint_frequency=sweep.checkpoint_every,
             checkpoint_at_end=True,
         ),
@@ -251,6 +251,8 @@ def sweep_row(options: Options) -> dict[str, Any]:
                 "hparams": options.hparams,
                 "max_env_steps": options.max_env_steps,
                 "checkpoint_every": sweep.checkpoint_every,
+                "eval_every": options.eval_every,
+                "eval_episodes": options.eval_episodes,
                 "collapse": vars(sweep.collapse),
                 "storage_path": options.storage_path,
                 "smoke": options.smoke,
@@ -267,7 +269,9 @@ def sweep_row(options: Options) -> dict[str, Any]:
 def progress_reporter(options: Options, *, extra_params: tuple[str, ...] = ()):
     """The console table: our metric, this iteration's furthest x_pos and flags (labelled
     ``/iter``), the trial's episodes and env steps so far, searched params (and
-    ``extra_params``: the confirm stage's seed)."""
+    ``extra_params``: the confirm stage's seed), and with ``--eval-every`` the last evaluation's
+    flag rate."""
+    evaluated = {"eval/flag_rate": "eval flags"} if options.eval_every else {}
     return CLIReporter(
         metric_columns={
             options.sweep.metric: "metric",
@@ -275,7 +279,8 @@ def progress_reporter(options: Options, *, extra_params: tuple[str, ...] = ()):
             "mario/flags": "flags/iter",
             "env_runners/num_episodes_lifetime": "episodes",
             "num_env_steps_sampled_lifetime": "env steps",
-        },
+        }
+        | evaluated,
         parameter_columns=[*options.sweep.search_space, *extra_params],
         max_report_frequency=30,
     )

@@ -1,5 +1,7 @@
 """PPO and DQN on real Mario emulation with tiny budgets: train, checkpoint, restore, evaluate."""
 
+import math
+
 import imageio.v3 as iio
 import numpy as np
 import pytest
@@ -10,7 +12,8 @@ from algos import HParamError, dqn_config, ppo_config
 from algos.checkpoints import CheckpointError, load_policy
 from algos.evaluate import evaluate, main
 from callbacks.episode_recorder import EpisodeRecorder
-from callbacks.records import EPISODES_KEY, metric_key
+from callbacks.periodic_evaluation import periodic_evaluation
+from callbacks.records import EPISODES_KEY, EVAL_CHECKPOINT_SCORE, EVALUATION_KEY, metric_key
 from envs import EnvConfigError, register_mario_env
 
 TINY_ENV = {"max_episode_steps": 60}
@@ -34,11 +37,17 @@ TINY = {
 }
 
 
+EVAL_EVERY = 200
+"""Env steps between the trials' evaluations during training (2 greedy episodes each)."""
+
+
 @pytest.fixture(scope="module", params=["PPO", "DQN"])
 def trained(request, ray_session, tmp_path_factory):
-    """Train 2 iterations, checkpoint, and hand (algo name, results, checkpoint path) to tests."""
+    """Train 2 iterations, checkpoint, and hand (algo name, results, checkpoint path) to tests.
+    The trial also evaluates itself during training, as a sweep's trial with --eval-every."""
     register_mario_env()
-    algo = TINY[request.param]().callbacks(EpisodeRecorder).build_algo()
+    evaluation = periodic_evaluation(EVAL_EVERY, 2)
+    algo = TINY[request.param]().callbacks([EpisodeRecorder, evaluation]).build_algo()
     results = [algo.train() for _ in range(2)]
     path = tmp_path_factory.mktemp(request.param) / "checkpoint"
     algo.save_to_path(path)
@@ -86,6 +95,62 @@ def test_a_restored_trial_continues_its_episode_windows_and_reports_the_same_met
     assert len(results[0][EPISODES_KEY]) > 0 and len(episodes) <= 100
     expected = sum(e["x_pos_max"] for e in episodes) / len(episodes)
     assert result[metric_key("x_pos_last100")] == pytest.approx(expected)
+
+
+def _due(steps: list[int]) -> list[bool]:
+    """Which results cross a multiple of EVAL_EVERY, given their lifetime env steps."""
+    return [s // EVAL_EVERY > p // EVAL_EVERY for p, s in zip([0, *steps], steps, strict=False)]
+
+
+@pytest.mark.slow
+def test_a_trial_evaluates_itself_where_its_env_steps_cross_each_interval(trained):
+    """Evaluated results carry the episodes, a finite checkpoint score and ask Tune for a
+    checkpoint; the others a NaN score; every result the last evaluation's figures."""
+    _, results, _ = trained
+    due = _due([r["num_env_steps_sampled_lifetime"] for r in results])
+    assert due[-1], "the fixture's budget must reach an evaluation in its last iteration"
+    last = {"eval/flag_rate": 0.0, "eval/x_pos": 0.0, "eval/env_steps": 0}
+    for result, evaluated in zip(results, due, strict=True):
+        assert (EVALUATION_KEY in result) is evaluated
+        assert result.get("should_checkpoint", False) is evaluated
+        assert math.isnan(result[EVAL_CHECKPOINT_SCORE]) is not evaluated
+        if evaluated:
+            played = result[EVALUATION_KEY]
+            assert len(played) == 2 and {p["env_steps"] for p in played} == {
+                result["num_env_steps_sampled_lifetime"]
+            }
+            last = {
+                "eval/flag_rate": sum(p["flag_get"] for p in played) / 2,
+                "eval/x_pos": sum(p["x_pos"] for p in played) / 2,
+                "eval/env_steps": result["num_env_steps_sampled_lifetime"],
+            }
+        assert {k: result[k] for k in last} == last
+
+
+@pytest.mark.slow
+def test_an_evaluation_during_training_plays_what_the_saved_checkpoint_plays(trained):
+    """The last iteration's evaluation used the weights its checkpoint holds: played again from
+    that checkpoint by ``algos.evaluate`` (same seeds), the episodes are the same."""
+    _, results, path = trained
+    during = [(p["x_pos"], p["length"], p["episode_return"]) for p in results[-1][EVALUATION_KEY]]
+    again = evaluate(load_policy(path), episodes=2, seed=0)
+    assert during == [(r.x_pos, r.length, r.total_return) for r in again]
+
+
+@pytest.mark.slow
+def test_a_restored_trial_keeps_its_evaluation_schedule(trained):
+    """The schedule travels in the checkpoint: the first result after a restore is evaluated
+    only where an uninterrupted trial's would have been, and carries the same last figures."""
+    _, results, path = trained
+    from ray.rllib.algorithms.algorithm import Algorithm
+
+    algo = Algorithm.from_checkpoint(path)
+    result = algo.train()
+    algo.stop()
+    steps = [r["num_env_steps_sampled_lifetime"] for r in (*results, result)]
+    assert (EVALUATION_KEY in result) is _due(steps)[-1]
+    if not _due(steps)[-1]:
+        assert result["eval/env_steps"] == results[-1]["eval/env_steps"]
 
 
 @pytest.mark.slow

@@ -269,6 +269,74 @@ def test_an_unpickled_callback_writes_after_setup(fresh_db_url, tmp_path):
     assert query(fresh_db_url, "SELECT trial_id FROM mario_sweeps.trials") == [("t1",)]
 
 
+def evaluation(iteration: int, env_steps: int, x_pos: list[int]) -> list[dict]:
+    """What ``PeriodicEvaluation`` puts into an evaluated result: its episodes, less checkpoint."""
+    return [
+        {
+            "policy": "greedy",
+            "episode": k,
+            "task_id": "SuperMarioBros-1-1-v0",
+            "episode_return": 1.0,
+            "x_pos": x,
+            "flag_get": False,
+            "length": 50,
+            "video": None,
+            "protocol": "greedy, sticky 0.25, 0-30 no-op starts",
+            "env_steps": env_steps,
+            "training_iteration": iteration,
+        }
+        for k, x in enumerate(x_pos)
+    ]
+
+
+@dataclass
+class FakeCheckpoint:
+    path: str
+
+
+_PLAYED = (
+    "SELECT training_iteration, env_steps, checkpoint, array_agg(x_pos ORDER BY episode)"
+    " FROM mario_sweeps.evaluations GROUP BY 1, 2, 3 ORDER BY 1"
+)
+
+
+def test_an_evaluation_during_training_is_stored_with_the_checkpoint_tune_saved_for_it(
+    fresh_db_url, tmp_path
+):
+    """Held until Tune's on_checkpoint names the checkpoint; one Tune never saved is stored as
+    NOT_SAVED at the end; a replayed iteration's evaluation is rewound with it."""
+    from callbacks.postgres_callback import NOT_SAVED
+
+    callback = make_callback(fresh_db_url, tmp_path)
+    trial = FakeTrial("t1")
+    callback.on_trial_start(0, [trial], trial)
+    for iteration, x_pos in ((1, [300, 310]), (2, [700, 710])):
+        delivered = result(iteration, metric=1.0, env_steps=100 * iteration, episodes=[])
+        delivered["mario_evaluation"] = evaluation(iteration, 100 * iteration, x_pos)
+        callback.on_trial_result(0, [trial], trial, delivered)
+        assert "mario_evaluation" not in delivered
+        if iteration == 1:
+            callback.on_checkpoint(0, [trial], trial, FakeCheckpoint("/x/checkpoint_000000"))
+    state = callback.get_state()
+    callback.on_experiment_end([trial])
+    assert query(fresh_db_url, _PLAYED) == [
+        (1, 100, "/x/checkpoint_000000", [300, 310]),
+        (2, 200, NOT_SAVED, [700, 710]),
+    ]
+    # Restored from the first checkpoint, the trial replays iteration 2 and plays it again.
+    restored = make_callback(fresh_db_url, tmp_path, state=state)
+    restored.on_trial_start(0, [trial], trial)
+    delivered = result(2, metric=1.0, env_steps=200, episodes=[])
+    delivered["mario_evaluation"] = evaluation(2, 200, [800, 810])
+    restored.on_trial_result(0, [trial], trial, delivered)
+    restored.on_checkpoint(0, [trial], trial, FakeCheckpoint("/x/checkpoint_000001"))
+    restored.on_experiment_end([trial])
+    assert query(fresh_db_url, _PLAYED) == [
+        (1, 100, "/x/checkpoint_000000", [300, 310]),
+        (2, 200, "/x/checkpoint_000001", [800, 810]),
+    ]
+
+
 def test_a_restore_reopens_the_same_sweep_row_and_keeps_the_best_metric(fresh_db_url, tmp_path):
     callback = make_callback(fresh_db_url, tmp_path)
     trial = FakeTrial("t1")

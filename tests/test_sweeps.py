@@ -404,6 +404,9 @@ def test_asha_stops_the_trials_that_cannot_learn_and_records_why(fresh_db_url, t
         (["--storage-path", "/proc/self/status/x"], "is not a directory"),
         (["--address", "127.0.0.1:1\n"], "--address '127.0.0.1:1\\n' is not allowed"),
         (["--eval-episodes", "-1"], "--eval-episodes -1 is not allowed"),
+        (["--eval-every", "-1"], "--eval-every -1 is not allowed; allowed: an integer in [0, "),
+        (["--eval-every", "2000000"], "--eval-every 2000000 is not allowed; allowed: an integer"),
+        (["--eval-every", "1000", "--eval-episodes", "0"], "needs --eval-episodes >= 1"),
         (["--report-every", "nan"], "--report-every nan is not allowed"),
         (["--confirm-top", "-1"], "--confirm-top -1 is not allowed; allowed: an integer in [0,"),
         (["--confirm-seeds", "-3"], "--confirm-seeds -3 is not allowed"),
@@ -454,6 +457,28 @@ def test_bad_sweep_file_values_fail_with_one_line_before_anything_is_written(
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: sweep 'ppo_lr_entropy': ") and message in err and "\n" not in err
     assert_nothing_written(fresh_db_url, tmp_path)
+
+
+def test_a_sweep_scored_by_evaluation_needs_evaluations_during_training(
+    fresh_db_url, tmp_path, capsys, monkeypatch
+):
+    from callbacks.records import EVAL_CHECKPOINT_SCORE
+    from sweeps.options import DEFAULT_EVAL_EVERY, parse_options
+
+    monkeypatch.setenv("MARIO_SWEEPS_STATE_DIR", str(tmp_path))
+    by_evaluation = replace(PPO_SWEEP, metric="eval/flag_rate")
+    assert main(by_evaluation, ["--smoke", "--db-url", fresh_db_url]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "metric 'eval/flag_rate' needs --eval-every > 0" in err and "\n" not in err
+    assert_nothing_written(fresh_db_url, tmp_path)
+    options = parse_options(by_evaluation, ["--smoke", "--eval-every", "500"])
+    assert options.eval_every == 500 and options.checkpoint_score == EVAL_CHECKPOINT_SCORE
+    # On by default for a full budget; off for smoke runs and budgets below one interval.
+    assert parse_options(PPO_SWEEP, []).eval_every == DEFAULT_EVAL_EVERY
+    assert parse_options(PPO_SWEEP, ["--smoke"]).eval_every == 0
+    short = ["--max-env-steps", str(DEFAULT_EVAL_EVERY - 1)]
+    assert parse_options(PPO_SWEEP, short).eval_every == 0
+    assert parse_options(PPO_SWEEP, ["--smoke"]).checkpoint_score == PPO_SWEEP.metric
 
 
 def test_a_storage_path_that_is_a_file_or_unwritable_fails_before_anything_is_written(
@@ -816,23 +841,40 @@ if __name__ == "__main__":
 """
 
 
-@pytest.mark.slow
-def test_a_sweep_searches_a_schedule_shape_and_every_trial_trains_on_its_schedule(
-    fresh_db_url, tmp_path
-):
+@pytest.fixture(scope="module")
+def schedule_sweep(postgres_server, tmp_path_factory) -> str:
+    """Two tiny PPO trials searching a schedule's shape, evaluated during training every 256 env
+    steps (one greedy episode each time): the database URL its tests read."""
+    from tests.databases import create_database
+
+    db_url = create_database(postgres_server)
+    tmp_path = tmp_path_factory.mktemp("schedule-sweep")
     script = tmp_path / "schedule_sweep.py"
     script.write_text(textwrap.dedent(SCHEDULE_SWEEP))
     done = run_sweep(
         script,
         "--db-url",
-        fresh_db_url,
+        db_url,
         "--wandb-mode",
         "disabled",
+        "--eval-every",
+        str(EVAL_EVERY),
         "--eval-episodes",
-        "0",
+        "1",
         tmp_path=tmp_path,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    return db_url
+
+
+EVAL_EVERY = 256
+
+
+@pytest.mark.slow
+def test_a_sweep_searches_a_schedule_shape_and_every_trial_trains_on_its_schedule(
+    schedule_sweep,
+):
+    fresh_db_url = schedule_sweep
     trials = rows(
         fresh_db_url,
         "SELECT t.params, array_agg(i.env_steps_lifetime ORDER BY i.training_iteration),"
@@ -851,6 +893,59 @@ def test_a_sweep_searches_a_schedule_shape_and_every_trial_trains_on_its_schedul
             lrs = lrs if isinstance(lrs, list) else [lrs]  # RLlib unwraps a one-item series
             assert lrs and all(lr == pytest.approx(expected, rel=1e-6) for lr in lrs)
             assert coeff == pytest.approx(0.02 + (0.005 - 0.02) * min(at / 256, 1.0), rel=1e-6)
+
+
+@pytest.mark.slow
+def test_trials_evaluated_during_training_keep_the_checkpoint_that_played_best(schedule_sweep):
+    """--eval-every: each trial plays where its env steps cross a multiple of the interval, the
+    episodes are stored with the env steps and the checkpoint Tune saved there, every result
+    carries the last evaluation, the trial's kept best checkpoint is its best-playing one, and
+    the report draws the evaluations on the learning curves."""
+    from callbacks.periodic_evaluation import checkpoint_score
+    from callbacks.postgres_callback import NOT_SAVED
+    from sweeps.figures import learning_curves, trial_colours
+    from sweeps.queries import read_sweep
+
+    db_url = schedule_sweep
+    for trial_id, best_checkpoint in rows(
+        db_url, "SELECT trial_id, best_checkpoint FROM mario_sweeps.trials"
+    ):
+        steps = [s for (s,) in rows(db_url, _STEPS_SQL, trial_id)]
+        crossed = zip([0, *steps], steps, strict=False)
+        due = [s for p, s in crossed if s // EVAL_EVERY > p // EVAL_EVERY]
+        played = rows(db_url, _PLAYED_SQL, trial_id)
+        assert [env_steps for env_steps, *_ in played] == due and len(due) >= 2
+        for _, checkpoint, *_ in played:
+            assert checkpoint != NOT_SAVED and trial_id in checkpoint
+            assert Path(checkpoint).name.startswith("checkpoint_")
+        carried = rows(db_url, _CARRIED_SQL, trial_id)
+        assert [flag for flag, _ in carried] == [
+            next((p[2] for p in reversed(played) if p[0] <= s), 0.0) for s in steps
+        ]
+        scores = {checkpoint: checkpoint_score(f, x) for _, checkpoint, f, x in played}
+        assert scores[best_checkpoint] == max(scores.values())
+    # The best checkpoint's evaluation after training sits beside those played during it.
+    assert rows(
+        db_url, "SELECT count(*) FROM mario_sweeps.evaluations WHERE NOT during_training"
+    ) == [(1,)]
+    data = read_sweep(db_url, "schedule_check")
+    figure = learning_curves(data, trial_colours([t["trial_id"] for t in data.trials]))
+    assert {f"eval:{t['trial_id']}" for t in data.trials} <= set(gids(figure))
+
+
+_STEPS_SQL = """
+SELECT env_steps_lifetime FROM mario_sweeps.iterations WHERE trial_id = %s
+ORDER BY training_iteration
+"""
+_PLAYED_SQL = """
+SELECT env_steps, checkpoint, avg(flag_get::int)::float, avg(x_pos)::float
+FROM mario_sweeps.evaluations WHERE trial_id = %s AND during_training
+GROUP BY env_steps, checkpoint ORDER BY env_steps
+"""
+_CARRIED_SQL = """
+SELECT (result->>'eval/flag_rate')::float, (result->>'eval/env_steps')::bigint
+FROM mario_sweeps.iterations WHERE trial_id = %s ORDER BY training_iteration
+"""
 
 
 @pytest.mark.slow

@@ -196,6 +196,22 @@ _V6_EVALUATION_PROTOCOL = """
 ALTER TABLE mario_sweeps.evaluations ADD COLUMN protocol text;
 """
 
+# Evaluation during training (callbacks.periodic_evaluation): when a checkpoint was played, in
+# the trial's env steps and stored iteration, so a report draws evaluations on learning curves
+# and a replayed iteration's evaluation is rewound with it (NULL for an evaluation after
+# training). The key tells the two apart: the end-of-sweep evaluation may play a checkpoint that
+# was also played during training, and must not overwrite that evaluation.
+_V7_EVALUATION_WHEN = """
+ALTER TABLE mario_sweeps.evaluations
+    ADD COLUMN env_steps bigint,
+    ADD COLUMN training_iteration integer,
+    ADD COLUMN during_training boolean
+        GENERATED ALWAYS AS (training_iteration IS NOT NULL) STORED;
+ALTER TABLE mario_sweeps.evaluations
+    DROP CONSTRAINT evaluations_pkey,
+    ADD PRIMARY KEY (sweep_id, trial_id, checkpoint, policy, episode, during_training);
+"""
+
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, _V1_TABLES),
     (2, _V2_GAME_AND_TASK),
@@ -203,6 +219,7 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     (4, _V4_CONFIRM),
     (5, _V5_LINEAGE),
     (6, _V6_EVALUATION_PROTOCOL),
+    (7, _V7_EVALUATION_WHEN),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -82,6 +82,8 @@ EVALUATION_COLUMNS = (
     "length",
     "video",
     "protocol",
+    "env_steps",
+    "training_iteration",
 )
 LINEAGE_COLUMNS = (
     "training_iteration",
@@ -268,7 +270,7 @@ def _write_evaluations(cur: Any, rows: list[dict[str, Any]]) -> None:
     psycopg2.extras.execute_values(
         cur,
         f"INSERT INTO mario_sweeps.evaluations (sweep_id, trial_id, {columns})"
-        " VALUES %s ON CONFLICT (sweep_id, trial_id, checkpoint, policy, episode)"
+        " VALUES %s ON CONFLICT (sweep_id, trial_id, checkpoint, policy, episode, during_training)"
         f" DO UPDATE SET {updates}",
         [(r["sweep_id"], r["trial_id"], *_values(r, EVALUATION_COLUMNS)) for r in rows],
     )
@@ -313,7 +315,7 @@ def _write_final_metrics(cur: Any, rows: list[dict[str, Any]]) -> None:
 def _rewind_trials(cur: Any, rows: list[dict[str, Any]]) -> None:
     """Forget what a trial recorded from ``from_iteration`` on: it is about to replay them."""
     for row in rows:
-        for table in ("episodes", "iterations", "lineage"):
+        for table in ("episodes", "iterations", "lineage", "evaluations"):
             cur.execute(
                 f"DELETE FROM mario_sweeps.{table}"
                 " WHERE sweep_id = %s AND trial_id = %s AND training_iteration >= %s",
