@@ -31,6 +31,7 @@ from ray.rllib.core.columns import Columns
 
 from algos.checkpoints import CheckpointError, LoadedPolicy, load_policy
 from envs import EnvConfigError, MarioEnv, validate_env_config
+from envs.config import MAX_NOOPS
 
 __all__ = ["EpisodeResult", "Protocol", "evaluate", "main"]
 
@@ -64,9 +65,6 @@ class Protocol:
             f"{'sampled' if self.sample else 'greedy'}, sticky {self.sticky:g}, "
             f"0-{self.noop_max} no-op starts"
         )
-
-
-MAX_NOOPS = 400  # 400 agent steps is 1,600 frames, a quarter of 1-1's clock: any more is waiting
 
 
 @dataclass
@@ -168,6 +166,9 @@ def _evaluation_env(policy: LoadedPolicy, tasks: list[str] | None) -> MarioEnv:
     env_config = dict(policy.env_config)
     # The policy's output layer fixes the action set: keep it whatever game is evaluated.
     env_config["action_set"] = validate_env_config(env_config).action_set
+    # The protocol alone decides sticky actions and no-op starts: training's would stack on it.
+    env_config.pop("sticky_actions", None)
+    env_config.pop("noop_max", None)
     if tasks:
         for key in ("task", "tasks", "task_weights", "game", "world", "stage"):
             env_config.pop(key, None)

@@ -36,7 +36,7 @@ import math
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +115,12 @@ VARIANTS: dict[str, Variant] = {
         "over 1M env steps (the best public 1-1 recipes' bonus and decays)",
     ),
 }
+VARIANTS["flag-sticky"] = replace(
+    VARIANTS["flag"],
+    env_config={**VARIANTS["flag"].env_config, "sticky_actions": 0.25, "noop_max": 30},
+    doc="flag, trained under the evaluation protocol's sticky actions (0.25) and 0-30 no-op "
+    "starts, so it cannot learn a frame-exact route",
+)
 
 BUILDERS = {"PPO": ppo_config, "DQN": dqn_config}
 

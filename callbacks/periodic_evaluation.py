@@ -17,14 +17,13 @@ restored trial evaluates where an uninterrupted one would have.
 """
 
 import math
-from typing import Any
 
 from ray.rllib.callbacks.callbacks import RLlibCallback
 from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 
 from algos.checkpoints import LoadedPolicy, rllib_algorithm_name
 from algos.evaluate import EpisodeResult, Protocol, evaluate
-from callbacks.records import EVAL_CHECKPOINT_SCORE, EVALUATION_KEY, eval_key
+from callbacks.records import EVAL_CHECKPOINT_SCORE, EVALUATION_KEY, eval_key, evaluation_row
 
 __all__ = ["PeriodicEvaluation", "checkpoint_score", "periodic_evaluation"]
 
@@ -74,7 +73,10 @@ class PeriodicEvaluation(RLlibCallback):
             self._last = {"flag_rate": flag_rate, "x_pos": x_pos, "env_steps": env_steps}
             self._next = (env_steps // self.every + 1) * self.every
             score = checkpoint_score(flag_rate, x_pos)
-            result[EVALUATION_KEY] = [self._row(r, env_steps, result) for r in played]
+            when = {"env_steps": env_steps, "training_iteration": result.get("training_iteration")}
+            result[EVALUATION_KEY] = [
+                evaluation_row(r, self.protocol, video=None, **when) for r in played
+            ]
             result["should_checkpoint"] = True
         result.update({eval_key(name): value for name, value in self._last.items()})
         result[EVAL_CHECKPOINT_SCORE] = score
@@ -85,22 +87,6 @@ class PeriodicEvaluation(RLlibCallback):
             module, rllib_algorithm_name(type(algorithm)), dict(algorithm.config.env_config)
         )
         return evaluate(policy, episodes=self.episodes, protocol=self.protocol, seed=0)
-
-    def _row(self, r: EpisodeResult, env_steps: int, result: dict) -> dict[str, Any]:
-        """An ``evaluations`` row but for its checkpoint (known once Tune has saved it)."""
-        return {
-            "policy": "sample" if self.protocol.sample else "greedy",
-            "episode": r.episode,
-            "task_id": r.task_id,
-            "episode_return": r.total_return,
-            "x_pos": r.x_pos,
-            "flag_get": r.flag_get,
-            "length": r.length,
-            "video": None,
-            "protocol": self.protocol.describe(),
-            "env_steps": env_steps,
-            "training_iteration": result.get("training_iteration"),
-        }
 
 
 def periodic_evaluation(every: int, episodes: int) -> type[PeriodicEvaluation]:

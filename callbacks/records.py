@@ -35,6 +35,7 @@ __all__ = [
     "episode_ending",
     "episode_record",
     "eval_key",
+    "evaluation_row",
     "lookup",
     "metric_key",
 ]
@@ -74,6 +75,22 @@ SEARCH_STAGE, CONFIRM_STAGE = STAGES = ("search", "confirm")
 STOP_REASONS = ("completed", "collapse", "asha", "pbt", "error", "interrupted")
 """``completed``: budget used; ``collapse``: the collapse detector; ``asha``/``pbt``: the
 scheduler; ``error``: the trial failed; ``interrupted``: the sweep was stopped (Ctrl-C)."""
+
+
+def evaluation_row(played: Any, protocol: Any, **more: Any) -> dict[str, Any]:
+    """An ``evaluations`` row of one played episode (an ``algos.evaluate.EpisodeResult`` under
+    a ``Protocol``); ``more``: its checkpoint, video, and when it was played during training."""
+    return {
+        "policy": "sample" if protocol.sample else "greedy",
+        "episode": played.episode,
+        "task_id": played.task_id,
+        "episode_return": played.total_return,
+        "x_pos": played.x_pos,
+        "flag_get": played.flag_get,
+        "length": played.length,
+        "protocol": protocol.describe(),
+        **more,
+    }
 
 
 def eval_key(name: str) -> str:

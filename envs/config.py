@@ -71,6 +71,12 @@ class MarioEnvConfig:
     to (-15, 15), which otherwise cuts the game's +50 for completion to at most 15."""
     reward_scale: float = 1.0
     """Applied last, after weights and idle penalty (PPO likes returns near unit scale)."""
+    sticky_actions: float = 0.0
+    """Chance that an agent step repeats the previous action instead of the one asked for
+    (Machado et al. 2018): the emulator is deterministic, so without it a policy can learn a
+    frame-exact route that the evaluation protocol (sticky 0.25) breaks."""
+    noop_max: int = 0
+    """Each episode starts after a uniform 0..noop_max NOOP agent steps (random starts)."""
 
     @property
     def observation_shape(self) -> tuple[int, int, int]:
@@ -91,6 +97,9 @@ MAX_FRAME_STACK = 64
 # 10**7 agent steps is about 46 hours of play at frame skip 4: no episode needs more, and the
 # count stays exact in every integer column (bigint) and float64 metric it is written to.
 MAX_EPISODE_STEPS = 10**7
+# 400 agent steps is 1,600 frames, a quarter of 1-1's clock: any more is waiting, not a random
+# start. The evaluation protocol (algos.evaluate.Protocol) has the same bound.
+MAX_NOOPS = 400
 
 
 def _fail(key: str, value: Any, allowed: str) -> EnvConfigError:
@@ -118,6 +127,13 @@ def _float(cfg: dict, key: str, default: float, *, minimum: float) -> float:
     value = cfg.get(key, default)
     if not _is_finite_number(value) or value < minimum:
         raise _fail(key, value, f"a finite number >= {minimum}")
+    return float(value)
+
+
+def _probability(cfg: dict, key: str) -> float:
+    value = cfg.get(key, 0.0)
+    if not _is_finite_number(value) or not 0 <= value < 1:
+        raise _fail(key, value, "a number in [0, 1)")
     return float(value)
 
 
@@ -265,4 +281,6 @@ def validate_env_config(env_config: dict | None) -> MarioEnvConfig:
         idle_penalty=_float(cfg, "idle_penalty", 0.0, minimum=0.0),
         flag_bonus=_float(cfg, "flag_bonus", 0.0, minimum=0.0),
         reward_scale=_float(cfg, "reward_scale", 1.0, minimum=0.0),
+        sticky_actions=_probability(cfg, "sticky_actions"),
+        noop_max=_int(cfg, "noop_max", 0, minimum=0, maximum=MAX_NOOPS),
     )

@@ -86,6 +86,8 @@ class MarioEnv(gym.Env):
         self._steps = 0
         self._x_pos = 0
         self._x_pos_max = 0
+        self._previous: int | None = None
+        """The action last played, repeated by a sticky step (None before the first)."""
 
     def _emulator(self, task_id: str):
         """The task's emulator, created on first use and kept: ROM loading is the slow part."""
@@ -165,11 +167,29 @@ class MarioEnv(gym.Env):
         frame = self._to_frame(self._copy_screen(self._latest))
         for _ in range(self.config.frame_stack):
             self._frames.append(frame)
+        self._previous = None
+        for _ in range(self._draw(self.config.noop_max + 1) if self.config.noop_max else 0):
+            _, _, terminated, truncated, facts = self._advance(0)
+            if terminated or truncated:  # only a noop_max near the clock gets here; play on
+                return self.reset(seed=None, options=options)
         return self._observation(), facts
 
+    def _draw(self, high: int) -> int:
+        return int(self.np_random.integers(high))
+
     def step(self, action):
+        """One agent step; with ``sticky_actions`` it may repeat the previous action instead."""
+        action = int(action)
+        sticky = self.config.sticky_actions
+        if sticky and self._previous is not None and self.np_random.random() < sticky:
+            action = self._previous
+        self._previous = action
+        return self._advance(action)
+
+    def _advance(self, action: int):
+        """``frame_skip`` emulator frames of one action: pooled frame, reward, ends, facts."""
         cfg = self.config
-        button = self._bytes[int(action)]
+        button = self._bytes[action]
         nes = self._nes
         reward = 0.0
         terminated = truncated = False

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from algos.checkpoints import load_policy
 from algos.evaluate import Protocol, evaluate
+from callbacks.records import evaluation_row
 from callbacks.store import ResultsStore
 from sweeps.queries import best_checkpoint, sweep_row, unevaluated_confirm_trials
 
@@ -82,18 +83,9 @@ def _evaluate(
     store.write_evaluations(
         trial_id,
         [
-            {
-                "checkpoint": checkpoint,
-                "policy": mode,
-                "episode": r.episode,
-                "task_id": r.task_id,
-                "episode_return": r.total_return,
-                "x_pos": r.x_pos,
-                "flag_get": r.flag_get,
-                "length": r.length,
-                "video": None if video is None else str(video),
-                "protocol": protocol.describe(),
-            }
+            evaluation_row(
+                r, protocol, checkpoint=checkpoint, video=None if video is None else str(video)
+            )
             for r in results
         ],
     )
