@@ -433,6 +433,9 @@ def test_greedy_evaluation_differs_per_episode_and_replays_with_its_seed(trained
     plain = evaluate(policy, episodes=3, protocol=Protocol(sticky=0.0, noop_max=0))
     # The emulator is deterministic: a greedy policy from the same start replays one episode.
     assert len({(r.x_pos, r.total_return, r.length) for r in plain}) == 1
+    # A trial trained with sticky actions and random starts is evaluated by the protocol alone.
+    policy.env_config = {**policy.env_config, "sticky_actions": 0.9, "noop_max": 30}
+    assert evaluate(policy, episodes=3, protocol=Protocol(sticky=0.0, noop_max=0)) == plain
     first = evaluate(policy, episodes=6, protocol=Protocol(), seed=7)
     again = evaluate(policy, episodes=6, protocol=Protocol(), seed=7)
     assert first == again

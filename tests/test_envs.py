@@ -210,6 +210,37 @@ def test_the_flag_bonus_is_paid_only_at_the_flag():
     assert validate_env_config({"flag_bonus": 50}).flag_bonus == 50.0
 
 
+def _play_alternating(config: dict, seed: int, steps: int = 120):
+    """Ask for right and right+jump in turns; return what was played and each step's clock."""
+    env = MarioEnv(config)
+    _, info = env.reset(seed=seed)
+    clocks, repeated = [info["time_left"]], 0
+    for i in range(steps):
+        asked = 1 + i % 2
+        _, _, terminated, truncated, info = env.step(asked)
+        repeated += env._previous != asked
+        clocks.append(info["time_left"])
+        if terminated or truncated:
+            break
+    env.close()
+    return repeated / (i + 1), clocks
+
+
+def test_sticky_actions_repeat_the_previous_action_at_their_rate_and_replay_by_seed():
+    rate, clocks = _play_alternating({"sticky_actions": 0.25}, SEED)
+    # Every asked action differs from the previous one here, so a repeat shows as a mismatch.
+    assert 0.15 < rate < 0.35
+    assert _play_alternating({"sticky_actions": 0.25}, SEED) == (rate, clocks)
+    assert _play_alternating({}, SEED)[0] == 0
+
+
+def test_no_op_starts_spend_a_seeded_random_part_of_the_clock_before_the_agent_acts():
+    starts = {_play_alternating({"noop_max": 30}, seed, steps=1)[1][0] for seed in range(8)}
+    assert len(starts) > 2 and max(starts) <= 400
+    assert _play_alternating({}, 0, steps=1)[1][0] == 400
+    assert _play_alternating({"noop_max": 30}, 3) == _play_alternating({"noop_max": 30}, 3)
+
+
 def test_reward_scale_multiplies_the_reward():
     base, _ = _returns({})
     scaled, _ = _returns({"reward_scale": 0.1})
@@ -251,6 +282,10 @@ def test_every_game_steps_through_the_registered_creator(game):
         ({"reward_weights": {"speed": 1}}, "reward_weights.speed"),
         ({"idle_penalty": -1}, "idle_penalty"),
         ({"flag_bonus": -5}, "env_config['flag_bonus']=-5 is invalid; allowed: a finite number"),
+        ({"sticky_actions": 1}, "env_config['sticky_actions']=1 is invalid; allowed: a number in"),
+        ({"sticky_actions": "0.25"}, "env_config['sticky_actions']='0.25' is invalid"),
+        ({"noop_max": 401}, "env_config['noop_max']=401 is invalid; allowed: an integer >= 0 and"),
+        ({"noop_max": 2.5}, "env_config['noop_max']=2.5 is invalid"),
     ],
 )
 def test_bad_env_config_fails_with_one_clear_line(config, message):
