@@ -1,7 +1,7 @@
 """Play a trained checkpoint: a table of episodes and a gameplay video of the best one.
 
     python -m algos.evaluate CHECKPOINT [--episodes 20] [--sample] [--sticky 0.25] [--noop-max 30]
-                             [--tasks ID ...] [--video out.mp4]
+                             [--tasks ID ...] [--video out.mp4] [--record-demos DIR [--only-flags]]
 
 The emulator is deterministic, so a greedy policy from the same start replays one episode: five
 greedy episodes of a 235k-step checkpoint were identical (x_pos 314). Every episode therefore
@@ -14,6 +14,10 @@ keeping every other env option of the checkpoint, so generalisation is measured 
 Video frames are full-colour copies of the emulator screen (nes-py overwrites its one buffer each
 frame, which is why uncopied recordings come out as one static frame); each episode streams to a
 temporary file and the best one is kept, so long episodes cost no memory.
+
+``--record-demos DIR`` makes the checkpoint a teacher: its episodes (from the first step it plays,
+after the no-op start) are written as demonstrations RLlib's offline data reads
+(``envs.demonstrations``); ``--only-flags`` keeps those that reached the flag.
 """
 
 import argparse
@@ -32,6 +36,7 @@ from ray.rllib.core.columns import Columns
 from algos.checkpoints import CheckpointError, LoadedPolicy, load_policy
 from envs import EnvConfigError, MarioEnv, validate_env_config
 from envs.config import MAX_NOOPS
+from envs.demonstrations import DemoError, DemoRecorder
 
 __all__ = ["EpisodeResult", "Protocol", "evaluate", "main"]
 
@@ -134,9 +139,11 @@ def evaluate(
     tasks: list[str] | None = None,
     video: Path | None = None,
     seed: int = 0,
+    demos: DemoRecorder | None = None,
 ) -> list[EpisodeResult]:
     """Play ``episodes`` episodes under ``protocol``; write the best (by x_pos, then return) to
-    ``video``. Episode ``i`` is seeded ``seed + i`` (its start, its sticky draws, its samples)."""
+    ``video`` and the episodes to ``demos``. Episode ``i`` is seeded ``seed + i`` (its start,
+    its sticky draws, its samples)."""
     problem = None if video is None else _video_problem(video)
     if video is not None and problem is not None:
         raise ValueError(_video_error(video, problem))
@@ -147,7 +154,9 @@ def evaluate(
     try:
         for episode in range(episodes):
             clip = workdir / f"episode_{episode}{video.suffix}" if video else None
-            result = _play(env, policy, protocol, episode=episode, seed=seed + episode, clip=clip)
+            result = _play(
+                env, policy, protocol, episode=episode, seed=seed + episode, clip=clip, demos=demos
+            )
             results.append(result)
             rank = (result.x_pos, result.total_return)
             if clip is not None and (best_key is None or rank > best_key):
@@ -188,9 +197,11 @@ def _play(
     episode: int,
     seed: int,
     clip: Path | None,
+    demos: DemoRecorder | None,
 ) -> EpisodeResult:
     """One episode: ``noops`` NOOP steps, then the policy, each step repeating the previous
-    action with the protocol's sticky chance; every frame written to ``clip`` if given."""
+    action with the protocol's sticky chance; every frame written to ``clip`` if given, every
+    step after the no-op start (the policy's play, sticky repeats included) to ``demos``."""
     rng = np.random.default_rng(seed)
     obs, info = env.reset(seed=seed)
     writer = _writer(clip) if clip is not None else None
@@ -202,10 +213,16 @@ def _play(
             frames += 1
         if length >= noops and not (length > noops and rng.random() < protocol.sticky):
             action = _act(policy, obs, sample=protocol.sample, rng=rng)
+        if demos is not None and length == noops:
+            demos.begin(obs)
         obs, reward, terminated, truncated, info = env.step(action)
+        if demos is not None and length >= noops:
+            demos.step(action, reward, obs, terminated, truncated)
         total += reward
         length += 1
         done = terminated or truncated
+    if demos is not None:
+        demos.end(info)
     if writer is not None:
         writer.append_data(env.render())
         writer.close()
@@ -326,6 +343,17 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--seed", type=int_in(0, MAX_SEED), default=0, help="seed of the first episode"
     )
+    parser.add_argument(
+        "--record-demos",
+        type=Path,
+        metavar="DIR",
+        help="record the episodes as demonstrations (RLlib offline Parquet + manifest.json)",
+    )
+    parser.add_argument(
+        "--only-flags",
+        action="store_true",
+        help="with --record-demos: keep only the episodes that reached the flag",
+    )
     return parser
 
 
@@ -341,7 +369,28 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
             validate_env_config({"tasks": args.tasks, "action_set": "simple"})
         except EnvConfigError as err:
             raise _ArgumentError(f"--tasks: {err}") from None
+    if args.only_flags and args.record_demos is None:
+        raise _ArgumentError("--only-flags is allowed only with --record-demos DIR")
     return args
+
+
+def _recorder(args: argparse.Namespace, policy: LoadedPolicy) -> DemoRecorder | None:
+    """The demonstration recorder ``--record-demos`` asks for, checked before anything plays."""
+    if args.record_demos is None:
+        return None
+    return DemoRecorder(
+        args.record_demos,
+        validate_env_config(policy.env_config),
+        source=f"checkpoint:{os.path.abspath(args.checkpoint)}",
+        only_flags=args.only_flags,
+    )
+
+
+def _recorded(demos: DemoRecorder, before: int) -> str:
+    kept = demos.episodes[before:]
+    steps = sum(e.steps for e in kept)
+    which = " that reached the flag" if demos.only_flags else ""
+    return f"recorded {len(kept)} episodes{which} ({steps} steps) to {os.fspath(demos.directory)}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -352,6 +401,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         policy = load_policy(args.checkpoint)
+        demos = _recorder(args, policy)
+        before = 0 if demos is None else len(demos.episodes)
         protocol = Protocol(sample=args.sample, sticky=args.sticky, noop_max=args.noop_max)
         results = evaluate(
             policy,
@@ -360,8 +411,9 @@ def main(argv: list[str] | None = None) -> int:
             tasks=args.tasks,
             video=args.video,
             seed=args.seed,
+            demos=demos,
         )
-    except (CheckpointError, EnvConfigError) as err:
+    except (CheckpointError, EnvConfigError, DemoError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -371,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(results, protocol))
     if args.video is not None:
         print(f"best episode video: {os.fspath(args.video)}")
+    if demos is not None:
+        print(_recorded(demos, before))
     return 0
 
 

@@ -193,7 +193,7 @@ class MarioEnv(gym.Env):
         nes = self._nes
         reward = 0.0
         terminated = truncated = False
-        info = None
+        info: Any = None
         for i in range(cfg.frame_skip):
             if cfg.reward_weights or i == cfg.frame_skip - 1:
                 _, frame_reward, terminated, truncated, info = nes.step(button)
