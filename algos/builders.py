@@ -259,6 +259,15 @@ class Resources:
         return cls(cpus_for_main_process=0.5, cpus_per_env_runner=(cores - 0.5) / cores)
 
 
+def training_env_config(env_config: dict | None) -> dict:
+    """A user's ``env_config`` with the trainers' defaults (reward scale, SMB1's action set)."""
+    env_config = {**MARIO_ENV_DEFAULTS, **(env_config or {})}
+    tasks = validate_env_config(env_config).tasks
+    if "action_set" not in env_config and all(task_info(t).game == "smb1" for t in tasks):
+        env_config["action_set"] = SMB1_TRAINING_ACTION_SET
+    return env_config
+
+
 def _common[C: AlgorithmConfig](
     config: C,
     *,
@@ -267,11 +276,9 @@ def _common[C: AlgorithmConfig](
     hp: dict[str, Any],
     resources: Resources,
     schedule_env_steps: int | None,
+    init_weights: str | None = None,
 ) -> C:
-    env_config = {**MARIO_ENV_DEFAULTS, **(env_config or {})}
-    tasks = validate_env_config(env_config).tasks
-    if "action_set" not in env_config and all(task_info(t).game == "smb1" for t in tasks):
-        env_config["action_set"] = SMB1_TRAINING_ACTION_SET
+    env_config = training_env_config(env_config)
     if "seed" in hp:
         config = config.debugging(seed=hp.pop("seed"))
     for decay in DECAYS.values():
@@ -308,7 +315,9 @@ def _common[C: AlgorithmConfig](
         )
         .rl_module(
             rl_module_spec=RLModuleSpec(
-                module_class=module_class, model_config=mario_model_config()
+                module_class=module_class,
+                model_config=mario_model_config(),
+                load_state_path=init_weights,
             )
         )
     )
@@ -320,9 +329,11 @@ def ppo_config(
     hparams: dict[str, Any] | None = None,
     resources: Resources = Resources(),
     schedule_env_steps: int | None = None,
+    init_weights: str | None = None,
 ) -> PPOConfig:
     """A PPO config for Mario: ``PPO_DEFAULTS`` overridden by ``hparams`` (values or domains).
-    ``schedule_env_steps``: the budget that ``lr_decay_to`` / ``entropy_decay_to`` decay over."""
+    ``schedule_env_steps``: the budget that ``lr_decay_to`` / ``entropy_decay_to`` decay over;
+    ``init_weights``: a module directory to start from (``algos.imitation.module_weights``)."""
     hparams = dict(hparams or {})
     check_hparams("PPO", {**PPO_DEFAULTS, **hparams}, PPO_RULES)
     hp = {**PPO_DEFAULTS, **hparams}
@@ -333,6 +344,7 @@ def ppo_config(
         hp=hp,
         resources=resources,
         schedule_env_steps=schedule_env_steps,
+        init_weights=init_weights,
     )
     return config.learners(learner_class=MarioPPOLearner).training(**hp)
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from ray.tune.search.sample import Categorical, Domain, Float, Integer, Quantized
 
-__all__ = ["HParamError", "Rule", "check_hparams", "PPO_RULES", "DQN_RULES"]
+__all__ = ["HParamError", "Rule", "check_hparams", "PPO_RULES", "DQN_RULES", "BC_RULES"]
 
 
 class HParamError(ValueError):
@@ -159,6 +159,15 @@ DQN_RULES: dict[str, Rule] = {
     "epsilon_final": _UNIT,
     "epsilon_timesteps": _TIMESTEPS,
     "training_intensity": _POSITIVE,
+}
+
+BC_RULES: dict[str, Rule] = {
+    "lr": _COMMON["lr"],
+    "train_batch_size_per_learner": _BATCH,
+    "dataset_num_iters_per_learner": Rule(
+        1, 10**6, integer=True, doc="gradient updates (batches of demonstrations) per iteration"
+    ),
+    "seed": _COMMON["seed"],
 }
 
 
