@@ -7,6 +7,7 @@ grows with ``num_env_runners`` when a cluster has more cores. Every name a calle
 validated (``algos.hparams``) before anything touches Ray.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,8 +26,8 @@ from ray.rllib.utils.schedules.scheduler import Scheduler
 from algos.algorithms import MarioDQN, MarioPPO
 from algos.hparams import DQN_RULES, PPO_RULES, HParamError, check_hparams
 from algos.model import MarioDQNModule, MarioPPOModule, mario_model_config
-from envs import ENV_NAME, validate_env_config
-from envs.tasks import task_info
+from envs import ENV_NAME
+from envs.config import training_env_config
 
 if TYPE_CHECKING:
     from ray.rllib.core.learner.torch.torch_learner import TorchLearner
@@ -38,6 +39,7 @@ else:
     _LearnerBase = object
 
 __all__ = [
+    "BUILDERS",
     "PPO_DEFAULTS",
     "DQN_DEFAULTS",
     "MarioDQNLearner",
@@ -50,13 +52,6 @@ __all__ = [
     "LR_USED_KEY",
 ]
 
-# Mario rewards are per-frame progress (up to 15 per agent step after clipping); public Mario
-# agents divide them by 10 so value targets stay near unit scale. Users override any key.
-MARIO_ENV_DEFAULTS = {"reward_scale": 0.1}
-# SMB1 trainers play the right-only actions (NOOP, right, right+A, right+B, right+A+B) unless
-# told otherwise: with gamma 0.9 and 2048 x 8 PPO updates they took PPO past the pipes plateau on
-# 1-1 (BENCHMARKS.md, "Learning"). Other games keep their own sets (SMB3 needs B for the P-meter).
-SMB1_TRAINING_ACTION_SET = "right_only"
 
 # Measured side by side against wave 1's (gamma 0.95, batch 1024 x 4 epochs, simple actions) on
 # 1-1, same seed, 500k env steps each (BENCHMARKS.md, "Learning"): mean x_pos over the last 50k
@@ -259,15 +254,6 @@ class Resources:
         return cls(cpus_for_main_process=0.5, cpus_per_env_runner=(cores - 0.5) / cores)
 
 
-def training_env_config(env_config: dict | None) -> dict:
-    """A user's ``env_config`` with the trainers' defaults (reward scale, SMB1's action set)."""
-    env_config = {**MARIO_ENV_DEFAULTS, **(env_config or {})}
-    tasks = validate_env_config(env_config).tasks
-    if "action_set" not in env_config and all(task_info(t).game == "smb1" for t in tasks):
-        env_config["action_set"] = SMB1_TRAINING_ACTION_SET
-    return env_config
-
-
 def _common[C: AlgorithmConfig](
     config: C,
     *,
@@ -389,3 +375,7 @@ def dqn_config(
         epsilon=epsilon,
         **hp,
     )
+
+
+BUILDERS: dict[str, Callable[..., AlgorithmConfig]] = {"PPO": ppo_config, "DQN": dqn_config}
+"""The config builder of each algorithm a sweep or benchmark may name."""

@@ -22,10 +22,10 @@ from ray.rllib.core import COMPONENT_LEARNER, COMPONENT_LEARNER_GROUP, COMPONENT
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.policy.sample_batch import DEFAULT_POLICY_ID
 
-from algos.builders import training_env_config
 from algos.hparams import BC_RULES, check_hparams
 from algos.model import MarioPPOModule, mario_model_config
 from envs import MarioEnv, validate_env_config
+from envs.config import training_env_config
 from envs.demonstrations import COMPRESSED_COLUMNS, check_demonstrations
 
 __all__ = ["BC_DEFAULTS", "MarioBC", "bc_config", "module_weights"]

@@ -44,7 +44,8 @@ import ray
 import torch
 from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 
-from algos import Resources, dqn_config, ppo_config
+from algos import Resources
+from algos.builders import BUILDERS
 from algos.checkpoints import load_policy
 from algos.evaluate import Protocol, evaluate, int_in
 from callbacks.episode_recorder import EpisodeRecorder
@@ -122,7 +123,6 @@ VARIANTS["flag-sticky"] = replace(
     "starts, so it cannot learn a frame-exact route",
 )
 
-BUILDERS = {"PPO": ppo_config, "DQN": dqn_config}
 
 EVAL_PROTOCOLS = (Protocol(), Protocol(sample=True))
 """The final policy is evaluated twice: greedy (the default protocol everywhere) and sampling,

@@ -39,10 +39,10 @@ import numpy as np
 import psutil
 
 from algos import DQN_DEFAULTS, PPO_DEFAULTS, Resources, dqn_config, ppo_config
-from algos.builders import MARIO_ENV_DEFAULTS
 from benchmarks.env_throughput import emulator_share
 from benchmarks.env_throughput import measure as measure_env
 from envs import MarioEnv, register_mario_env, validate_env_config
+from envs.config import MARIO_ENV_DEFAULTS
 
 TASK = "SuperMarioBros-1-1-v0"
 ROWS = ("raw", "wrapped", "sampling", "ppo", "sb3_ppo", "sb3_ppo_dummy", "dqn")

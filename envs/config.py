@@ -25,7 +25,14 @@ from typing import Any
 from envs.actions import ACTION_SETS, DEFAULT_ACTION_SET
 from envs.tasks import GAMES, TaskError, resolve_task, task_info
 
-__all__ = ["EnvConfigError", "MarioEnvConfig", "REWARD_COMPONENTS", "validate_env_config"]
+__all__ = [
+    "EnvConfigError",
+    "MarioEnvConfig",
+    "REWARD_COMPONENTS",
+    "MARIO_ENV_DEFAULTS",
+    "training_env_config",
+    "validate_env_config",
+]
 
 # Union of the component names the four games report (SMB2 USA: collectibles, health).
 REWARD_COMPONENTS = (
@@ -284,3 +291,22 @@ def validate_env_config(env_config: dict | None) -> MarioEnvConfig:
         sticky_actions=_probability(cfg, "sticky_actions"),
         noop_max=_int(cfg, "noop_max", 0, minimum=0, maximum=MAX_NOOPS),
     )
+
+
+# Mario rewards are per-frame progress (up to 15 per agent step after clipping); public Mario
+# agents divide them by 10 so value targets stay near unit scale. Users override any key.
+MARIO_ENV_DEFAULTS = {"reward_scale": 0.1}
+# SMB1 trainers play the right-only actions (NOOP, right, right+A, right+B, right+A+B) unless
+# told otherwise: with gamma 0.9 and 2048 x 8 PPO updates they took PPO past the pipes plateau on
+# 1-1 (BENCHMARKS.md, "Learning"). Other games keep their own sets (SMB3 needs B for the P-meter).
+SMB1_TRAINING_ACTION_SET = "right_only"
+
+
+def training_env_config(env_config: dict | None) -> dict:
+    """A user's ``env_config`` with the trainers' defaults (reward scale, SMB1's action set): what
+    a trial plays, and what a demonstration for it must be recorded with."""
+    env_config = {**MARIO_ENV_DEFAULTS, **(env_config or {})}
+    tasks = validate_env_config(env_config).tasks
+    if "action_set" not in env_config and all(task_info(t).game == "smb1" for t in tasks):
+        env_config["action_set"] = SMB1_TRAINING_ACTION_SET
+    return env_config

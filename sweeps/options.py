@@ -18,7 +18,8 @@ from pathlib import Path
 
 from ray.tune import Tuner
 
-from algos import HParamError, Resources, dqn_config, ppo_config
+from algos import HParamError, Resources
+from algos.builders import BUILDERS
 from algos.hparams import DQN_RULES, PPO_RULES, check_hparams
 from callbacks.episode_recorder import EpisodeRecorder
 from callbacks.periodic_evaluation import periodic_evaluation
@@ -57,7 +58,6 @@ __all__ = [
     "warn_about_password",
 ]
 
-BUILDERS = {"PPO": ppo_config, "DQN": dqn_config}
 RULES = {"PPO": PPO_RULES, "DQN": DQN_RULES}
 WANDB_MODES = ("offline", "online", "disabled")
 STORAGE_SCHEMES = ("s3", "gs", "gcs", "hdfs", "abfs", "abfss", "file")

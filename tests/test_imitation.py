@@ -12,9 +12,9 @@ import torch
 from ray.rllib.core.columns import Columns
 
 from algos import ppo_config
-from algos.builders import training_env_config
 from algos.imitation import bc_config, module_weights
 from envs import MarioEnv, register_mario_env, validate_env_config
+from envs.config import training_env_config
 from envs.demonstrations import DemoError, DemoRecorder
 
 ENV = {"max_episode_steps": 150}
