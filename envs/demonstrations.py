@@ -180,11 +180,14 @@ class DemoRecorder:
         )
         self._obs, self._return = new_obs, self._return + float(reward)
 
-    def end(self, info: dict[str, Any]) -> DemoEpisode | None:
-        """Write the episode (if it has a step and is kept) and return its manifest entry."""
+    def end(self, info: dict[str, Any], *, cut: bool = False) -> DemoEpisode | None:
+        """Write the episode (if it has a step and is kept) and return its manifest entry.
+        ``cut``: the episode was stopped before the env ended it; its last step is truncated."""
         rows, self._rows = self._rows, []
         if not rows or (self.only_flags and not info["flag_get"]):
             return None
+        if cut:
+            rows[-1][Columns.TRUNCATEDS] = True
         episode = DemoEpisode(
             eps_id=self._eps_id,
             source=self.source,
