@@ -30,6 +30,9 @@ from envs.demonstrations import COMPRESSED_COLUMNS, check_demonstrations
 
 __all__ = ["BC_DEFAULTS", "MarioBC", "bc_config", "module_weights"]
 
+DATA_CPUS = 0.25
+"""CPUs each of BC's Ray Data tasks and its mapping actor reserve."""
+
 BC_DEFAULTS: dict[str, Any] = {
     "lr": 2.5e-4,
     "train_batch_size_per_learner": 256,
@@ -79,8 +82,11 @@ def bc_config(
             input_=[str(Path(demos).absolute())],
             input_compress_columns=list(COMPRESSED_COLUMNS),
             dataset_num_iters_per_learner=hp.pop("dataset_num_iters_per_learner"),
-            # One mapping actor: a 2-core trial has no core to spare for more.
-            map_batches_kwargs={"concurrency": 1},
+            # Ray Data reads and maps on tasks and an actor of 1 CPU each by default: beside a
+            # trial that already holds its CPUs they never schedule and BC waits forever. They
+            # decompress a few frames a batch; a quarter CPU each is plenty, and one mapper.
+            input_read_method_kwargs={"ray_remote_args": {"num_cpus": DATA_CPUS}},
+            map_batches_kwargs={"concurrency": 1, "num_cpus": DATA_CPUS},
         )
     )
     spaces.close()

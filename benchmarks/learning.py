@@ -42,15 +42,19 @@ from typing import Any
 
 import ray
 import torch
+from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 
 from algos import Resources
 from algos.builders import BUILDERS
 from algos.checkpoints import load_policy
 from algos.evaluate import Protocol, evaluate, int_in
+from algos.imitation import bc_config, module_weights
 from callbacks.episode_recorder import EpisodeRecorder
 from callbacks.records import EPISODES_KEY, episode_ending, metric_key
-from envs import register_mario_env
+from envs import register_mario_env, validate_env_config
+from envs.config import training_env_config
+from envs.demonstrations import DemoError, check_demonstrations
 
 CORES = 2
 """This machine's; trials side by side share them."""
@@ -66,6 +70,8 @@ class Variant:
     hparams: dict[str, Any] = field(default_factory=dict)
     env_config: dict[str, Any] = field(default_factory=dict)
     doc: str = ""
+    clone: bool = False
+    """Start from behaviour cloning of ``--demos`` (``--bc-iterations`` of it), not from scratch."""
 
 
 VARIANTS: dict[str, Variant] = {
@@ -122,6 +128,13 @@ VARIANTS["flag-sticky"] = replace(
     doc="flag, trained under the evaluation protocol's sticky actions (0.25) and 0-30 no-op "
     "starts, so it cannot learn a frame-exact route",
 )
+VARIANTS["flag-sticky-bc"] = replace(
+    VARIANTS["flag-sticky"],
+    hparams={**VARIANTS["flag-sticky"].hparams, "vf_loss_coeff": 0.1},
+    clone=True,
+    doc="flag-sticky starting from behaviour cloning of --demos, value coefficient 0.1 (BC "
+    "leaves the value head untrained; its first errors should not overwrite the cloned convs)",
+)
 
 
 EVAL_PROTOCOLS = (Protocol(), Protocol(sample=True))
@@ -129,8 +142,11 @@ EVAL_PROTOCOLS = (Protocol(), Protocol(sample=True))
 as training does; the gap between them says whether the greedy policy lags the one that trained."""
 
 
-def build_algo(variant: Variant, *, seed: int, env_steps: int, cores: int | None):
-    """The trial's Algorithm, built as a sweep builds it; ``cores``: it has the machine."""
+def build_algo(
+    variant: Variant, *, seed: int, env_steps: int, cores: int | None, init: str | None = None
+):
+    """The trial's Algorithm, built as a sweep builds it; ``cores``: it has the machine;
+    ``init``: the module weights it starts from (``algos.imitation.module_weights``)."""
     register_mario_env()
     hparams, resources = {**variant.hparams, "seed": seed}, Resources()
     if cores:
@@ -141,8 +157,51 @@ def build_algo(variant: Variant, *, seed: int, env_steps: int, cores: int | None
         hparams=hparams,
         resources=resources,
         schedule_env_steps=env_steps,
+        **({"init_weights": init} if init else {}),
     ).callbacks(EpisodeRecorder)
     return config.build_algo()
+
+
+def start_trial(
+    variant: Variant,
+    *,
+    seed: int,
+    env_steps: int,
+    cores: int | None,
+    clone: tuple[str, int] | None,
+) -> tuple[Any, dict | None]:
+    """The trial's Algorithm, and with ``clone`` (demonstrations, BC iterations) the behaviour
+    cloning it starts from."""
+    with tempfile.TemporaryDirectory() as folder:
+        bc = None
+        if clone:
+            demos, iterations = clone
+            bc = clone_demonstrations(
+                variant, demos=demos, iterations=iterations, seed=seed, folder=folder
+            )
+        init = module_weights(folder) if bc else None
+        return build_algo(variant, seed=seed, env_steps=env_steps, cores=cores, init=init), bc
+
+
+def clone_demonstrations(
+    variant: Variant, *, demos: str, iterations: int, seed: int, folder: str
+) -> dict:
+    """Behaviour cloning of ``demos`` for ``iterations`` (RLlib's BC, the variant's env), its
+    checkpoint saved in ``folder``; returns its policy losses and seconds (no env steps)."""
+    start = time.monotonic()
+    bc = bc_config(demos, env_config=variant.env_config, hparams={"seed": seed}).build_algo()
+    try:
+        results = [bc.train() for _ in range(iterations)]
+        bc.save_to_path(folder)
+    finally:
+        bc.stop()
+    return {
+        "iterations": iterations,
+        "policy_loss": [
+            round(float(r["learners"][DEFAULT_MODULE_ID]["policy_loss"]), 4) for r in results
+        ],
+        "seconds": round(time.monotonic() - start, 1),
+    }
 
 
 def iteration_row(result: dict, *, time_s: float, max_episode_steps: int) -> dict:
@@ -206,11 +265,13 @@ def train_trial(
     out: str | None,
     cores: int | None = None,
     resume: bool = False,
+    clone: tuple[str, int] | None = None,
 ) -> dict:
     """Train one trial to ``env_steps`` (or for ``seconds``), evaluate it where its curve crosses
     ``eval_at`` and at the end, and return its curve (and keep it in out). ``cores``: the trial
-    has the machine to itself (an env runner per core, the learner on every core)."""
-    algo = build_algo(variant, seed=seed, env_steps=env_steps, cores=cores)
+    has the machine to itself (an env runner per core, the learner on every core); ``clone``:
+    the demonstrations and BC iterations it starts from."""
+    algo, bc = start_trial(variant, seed=seed, env_steps=env_steps, cores=cores, clone=clone)
     max_steps = algo.config.env_config.get("max_episode_steps", 4500)
     stem = Path(out or ".") / f"{name}-{variant.algo}-seed{seed}"
     iterations, log = _open_curve(algo, stem, resume=resume) if out else ([], None)
@@ -225,9 +286,7 @@ def train_trial(
             )
             steps = row["env_steps"]
             iterations.append(row)
-            if log is not None:
-                log.write(json.dumps(row) + "\n")
-                log.flush()
+            _append(log, row)
             if pending and steps >= pending[0]:  # one evaluation however many it crossed
                 paused = time.monotonic()
                 kept = Path(f"{stem}-at{pending[0]}-checkpoint") if out else None
@@ -246,12 +305,19 @@ def train_trial(
         algo.stop()
         if log is not None:
             log.close()
-    trial = {"variant": name, "algo": variant.algo, "seed": seed, "doc": variant.doc}
+    trial = {"variant": name, "algo": variant.algo, "seed": seed, "doc": variant.doc, "bc": bc}
     return trial | {
         "train_s": round(train_s, 1),
         "iterations": iterations,
         "evaluations": evaluations,
     }
+
+
+def _append(log, row: dict) -> None:
+    """One curve row to the kept JSON-lines log (if kept), flushed: a killed run keeps it."""
+    if log is not None:
+        log.write(json.dumps(row) + "\n")
+        log.flush()
 
 
 def windows(iterations: list[dict], size: int = WINDOW) -> list[dict]:
@@ -296,6 +362,7 @@ def summary(trial: dict) -> dict:
         "first_flag_env_steps": flag[0] if flag else None,
         "first_flag_s": flag[1] if flag else None,
         "flag_rate_last_50k": flag_rate_since(its, steps - 50_000),
+        "bc": trial.get("bc"),
         "evaluations": [
             {
                 "env_steps": at["env_steps"],
@@ -334,6 +401,13 @@ def format_trial(trial: dict) -> str:
         f"first flag: {flag}; {s['env_steps_per_s']} env steps/s; training flag rate over the "
         f"last 50k steps {s['flag_rate_last_50k']:.1%}"
     )
+    if s["bc"]:
+        bc = s["bc"]
+        lines.insert(
+            1,
+            f"behaviour cloning first: {bc['iterations']} iterations in {bc['seconds']:.0f} s "
+            f"(no env steps), policy loss {bc['policy_loss'][0]} -> {bc['policy_loss'][-1]}",
+        )
     for ev in s["evaluations"]:
         lines.append(
             f"evaluation at {ev['env_steps']:,} env steps, {ev['episodes']} episodes "
@@ -421,7 +495,46 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="go on from the final checkpoint and curve each trial left in --out",
     )
+    _add_imitation_flags(parser)
     return parser
+
+
+def _add_imitation_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--demos",
+        metavar="DIR",
+        help="demonstrations the clone variants (e.g. flag-sticky-bc) learn from first",
+    )
+    parser.add_argument(
+        "--bc-iterations",
+        type=int_in(1, 10_000),
+        default=20,
+        metavar="N",
+        help="BC iterations before a clone variant's PPO (default 20; no env steps)",
+    )
+
+
+def _clone(args: argparse.Namespace, variant: Variant) -> tuple[str, int] | None:
+    """What a trial clones first: a clone variant's, unless it continues an earlier run."""
+    if not variant.clone or args.resume:
+        return None
+    return str(Path(args.demos).absolute()), args.bc_iterations
+
+
+def _demos_problem(demos: str | None, names: list[str]) -> str | None:
+    """Why the clone variants among ``names`` cannot learn from ``demos``, or None."""
+    clones = [n for n in names if VARIANTS[n].clone]
+    if not clones:
+        return None
+    if demos is None:
+        return f"--variant {clones[0]} starts from behaviour cloning: give --demos DIR"
+    for name in clones:
+        config = validate_env_config(training_env_config(VARIANTS[name].env_config))
+        try:
+            check_demonstrations(demos, config)
+        except DemoError as err:
+            return f"--demos: {err}"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -435,6 +548,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(
             f"--variant {wrong[0]} is a {VARIANTS[wrong[0]].algo} variant; --algo is {args.algo}"
         )
+    problem = _demos_problem(args.demos, names)
+    if problem:
+        parser.error(problem)
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     if args.resume:
         missing = _not_continuable(args.out, names, seeds)
@@ -455,6 +571,7 @@ def main(argv: list[str] | None = None) -> int:
                     out=args.out,
                     cores=CORES if args.whole_machine else None,
                     resume=args.resume,
+                    clone=_clone(args, VARIANTS[name]),
                 )
                 for name in names
                 for seed in seeds

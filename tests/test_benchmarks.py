@@ -200,6 +200,70 @@ def test_learning_benchmark_prints_a_curve_first_flag_and_an_evaluation(tmp_path
     assert resumed["raw"][0]["iterations"] == after
 
 
+def _record_random_play(demos: Path, steps: int = 40) -> None:
+    """Demonstrations in the format of the clone variant's trainer: a few random steps."""
+    from benchmarks.learning import VARIANTS
+    from envs import MarioEnv, validate_env_config
+    from envs.config import training_env_config
+    from envs.demonstrations import DemoRecorder
+
+    config = validate_env_config(training_env_config(VARIANTS["flag-sticky-bc"].env_config))
+    recorder, env = DemoRecorder(demos, config, source="person:random"), MarioEnv(config)
+    obs, info = env.reset(seed=0)
+    recorder.begin(obs)
+    rng = np.random.default_rng(0)
+    for _ in range(steps):
+        action = int(rng.integers(env.action_space.n))
+        obs, reward, terminated, truncated, info = env.step(action)
+        recorder.step(action, reward, obs, terminated, truncated)
+        if terminated or truncated:
+            break
+    recorder.end(info, cut=True)
+    env.close()
+
+
+@pytest.mark.slow
+def test_learning_benchmark_starts_a_clone_variant_from_behaviour_cloning(tmp_path):
+    _record_random_play(tmp_path / "demos")
+    out = json.loads(
+        _run(
+            "learning.py",
+            *("--variant", "flag-sticky-bc", "--demos", str(tmp_path / "demos")),
+            *("--bc-iterations", "1", "--env-steps", "300", "--eval-episodes", "0", "--json"),
+            timeout=600,
+        )
+    )
+    (trial,) = out["trials"]
+    assert trial["bc"]["iterations"] == 1 and len(trial["bc"]["policy_loss"]) == 1
+    assert all(np.isfinite(trial["bc"]["policy_loss"])) and trial["bc"]["seconds"] > 0
+    assert trial["env_steps"] >= 300  # BC costs no env steps: the PPO curve starts at 0
+    assert out["raw"][0]["iterations"][0]["env_steps"] <= 2100
+
+
+@pytest.mark.parametrize(
+    ("demos", "message"),
+    [
+        (None, "--variant flag-sticky-bc starts from behaviour cloning: give --demos DIR"),
+        ("empty", "--demos: demonstrations"),
+    ],
+)
+def test_learning_benchmark_refuses_a_clone_variant_without_usable_demonstrations(
+    tmp_path, demos, message
+):
+    args = ["--variant", "flag-sticky-bc"]
+    if demos:
+        (tmp_path / demos).mkdir()
+        args += ["--demos", str(tmp_path / demos)]
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "learning.py"), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and message in done.stderr
+
+
 def test_learning_benchmark_continue_needs_an_earlier_run(tmp_path):
     done = subprocess.run(
         [sys.executable, str(BENCHMARKS / "learning.py"), "--continue", "--out", str(tmp_path)],
