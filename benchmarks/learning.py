@@ -162,27 +162,6 @@ def build_algo(
     return config.build_algo()
 
 
-def start_trial(
-    variant: Variant,
-    *,
-    seed: int,
-    env_steps: int,
-    cores: int | None,
-    clone: tuple[str, int] | None,
-) -> tuple[Any, dict | None]:
-    """The trial's Algorithm, and with ``clone`` (demonstrations, BC iterations) the behaviour
-    cloning it starts from."""
-    with tempfile.TemporaryDirectory() as folder:
-        bc = None
-        if clone:
-            demos, iterations = clone
-            bc = clone_demonstrations(
-                variant, demos=demos, iterations=iterations, seed=seed, folder=folder
-            )
-        init = module_weights(folder) if bc else None
-        return build_algo(variant, seed=seed, env_steps=env_steps, cores=cores, init=init), bc
-
-
 def clone_demonstrations(
     variant: Variant, *, demos: str, iterations: int, seed: int, folder: str
 ) -> dict:
@@ -265,13 +244,14 @@ def train_trial(
     out: str | None,
     cores: int | None = None,
     resume: bool = False,
-    clone: tuple[str, int] | None = None,
+    clone: tuple[str, dict] | None = None,
 ) -> dict:
     """Train one trial to ``env_steps`` (or for ``seconds``), evaluate it where its curve crosses
     ``eval_at`` and at the end, and return its curve (and keep it in out). ``cores``: the trial
     has the machine to itself (an env runner per core, the learner on every core); ``clone``:
-    the demonstrations and BC iterations it starts from."""
-    algo, bc = start_trial(variant, seed=seed, env_steps=env_steps, cores=cores, clone=clone)
+    the cloned module weights it starts from and their BC figures (``clone_all``)."""
+    init, bc = clone or (None, None)
+    algo = build_algo(variant, seed=seed, env_steps=env_steps, cores=cores, init=init)
     max_steps = algo.config.env_config.get("max_episode_steps", 4500)
     stem = Path(out or ".") / f"{name}-{variant.algo}-seed{seed}"
     iterations, log = _open_curve(algo, stem, resume=resume) if out else ([], None)
@@ -514,11 +494,52 @@ def _add_imitation_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _clone(args: argparse.Namespace, variant: Variant) -> tuple[str, int] | None:
-    """What a trial clones first: a clone variant's, unless it continues an earlier run."""
-    if not variant.clone or args.resume:
-        return None
-    return str(Path(args.demos).absolute()), args.bc_iterations
+def _run_trials(args: argparse.Namespace, names: list[str], seeds: range) -> list[dict]:
+    """Every (variant, seed) trial side by side, the clone variants' BC done first."""
+    with tempfile.TemporaryDirectory() as folder:
+        clones = clone_all(args, names, seeds, folder)
+        return ray.get(
+            [
+                train_trial.remote(
+                    name,
+                    VARIANTS[name],
+                    seed=seed,
+                    env_steps=args.env_steps,
+                    seconds=args.minutes * 60 if args.minutes else None,
+                    eval_episodes=args.eval_episodes,
+                    eval_at=tuple(args.eval_at),
+                    out=args.out,
+                    cores=CORES if args.whole_machine else None,
+                    resume=args.resume,
+                    clone=clones.get((name, seed)),
+                )
+                for name in names
+                for seed in seeds
+            ]
+        )
+
+
+def clone_all(
+    args: argparse.Namespace, names: list[str], seeds: range, folder: str
+) -> dict[tuple[str, int], tuple[str, dict]]:
+    """BC of every clone trial (not one that continues), in this process before any trial
+    starts: Ray Data lists and samples Parquet files in tasks of 1 CPU that no argument reaches,
+    and trials side by side never leave a whole CPU free (BC waited forever beside one)."""
+    clones = {}
+    for name in names:
+        if not VARIANTS[name].clone or args.resume:
+            continue
+        for seed in seeds:
+            path = f"{folder}/{name}-seed{seed}"
+            bc = clone_demonstrations(
+                VARIANTS[name],
+                demos=args.demos,
+                iterations=args.bc_iterations,
+                seed=seed,
+                folder=path,
+            )
+            clones[name, seed] = (module_weights(path), bc)
+    return clones
 
 
 def _demos_problem(demos: str | None, names: list[str]) -> str | None:
@@ -558,25 +579,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--continue needs {missing} (from an earlier run with this --out)")
     ray.init(num_cpus=CORES, include_dashboard=False, log_to_driver=False)
     try:
-        trials = ray.get(
-            [
-                train_trial.remote(
-                    name,
-                    VARIANTS[name],
-                    seed=seed,
-                    env_steps=args.env_steps,
-                    seconds=args.minutes * 60 if args.minutes else None,
-                    eval_episodes=args.eval_episodes,
-                    eval_at=tuple(args.eval_at),
-                    out=args.out,
-                    cores=CORES if args.whole_machine else None,
-                    resume=args.resume,
-                    clone=_clone(args, VARIANTS[name]),
-                )
-                for name in names
-                for seed in seeds
-            ]
-        )
+        trials = _run_trials(args, names, seeds)
     finally:
         ray.shutdown()
     if args.json:
