@@ -155,7 +155,8 @@ class DemoRecorder:
         self._episodes = [] if manifest is None else list(manifest["episodes"])
         """The directory's episodes as manifest entries, earlier recordings' first."""
         self._rows: list[dict[str, Any]] = []
-        self._obs: np.ndarray | None = None
+        self._obs: str | None = None
+        """The packed observation the next step starts from."""
         self._return = 0.0
 
     @property
@@ -163,22 +164,25 @@ class DemoRecorder:
         return [DemoEpisode(**episode) for episode in self._episodes]
 
     def begin(self, obs: np.ndarray) -> None:
-        self._rows, self._obs, self._return = [], obs, 0.0
+        self._rows, self._obs, self._return = [], pack(obs), 0.0
         self._eps_id = uuid.uuid4().hex
 
     def step(self, action: int, reward: float, new_obs: np.ndarray, terminated, truncated) -> None:
+        """One agent step; each observation is packed once (a step's ``new_obs`` is the next
+        step's ``obs``), the recorder's main cost at 15 agent steps/s of a person's play."""
+        packed = pack(new_obs)
         self._rows.append(
             {
                 Columns.EPS_ID: self._eps_id,
-                Columns.OBS: pack(self._obs),
-                Columns.NEXT_OBS: pack(new_obs),
+                Columns.OBS: self._obs,
+                Columns.NEXT_OBS: packed,
                 Columns.ACTIONS: int(action),
                 Columns.REWARDS: float(reward),
                 Columns.TERMINATEDS: bool(terminated),
                 Columns.TRUNCATEDS: bool(truncated),
             }
         )
-        self._obs, self._return = new_obs, self._return + float(reward)
+        self._obs, self._return = packed, self._return + float(reward)
 
     def end(self, info: dict[str, Any], *, cut: bool = False) -> DemoEpisode | None:
         """Write the episode (if it has a step and is kept) and return its manifest entry.
