@@ -139,7 +139,8 @@ def test_a_sweep_ends_by_evaluating_its_best_checkpoint_with_rows_a_video_and_w_
     [(best, checkpoint)] = rows(
         fresh_db_url,
         "SELECT trial_id, best_checkpoint FROM mario_sweeps.trials WHERE stage = 'search'"
-        " ORDER BY best_metric DESC NULLS LAST LIMIT 1",
+        " AND best_checkpoint IS NOT NULL"
+        " ORDER BY best_metric DESC NULLS LAST, trial_id LIMIT 1",  # ties: the lower trial id
     )
     evaluations = rows(
         fresh_db_url,
