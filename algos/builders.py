@@ -23,7 +23,7 @@ from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 from ray.rllib.utils.schedules.piecewise_schedule import PiecewiseSchedule
 from ray.rllib.utils.schedules.scheduler import Scheduler
 
-from algos.algorithms import MarioDQN, MarioPPO
+from algos.algorithms import BC_ITERATIONS, CLONE_FOLDER, MarioDQN, MarioPPO
 from algos.hparams import DQN_RULES, PPO_RULES, HParamError, check_hparams
 from algos.model import MarioDQNModule, MarioPPOModule, mario_model_config
 from envs import ENV_NAME
@@ -316,13 +316,22 @@ def ppo_config(
     resources: Resources = Resources(),
     schedule_env_steps: int | None = None,
     init_weights: str | None = None,
+    clones: str | None = None,
 ) -> PPOConfig:
     """A PPO config for Mario: ``PPO_DEFAULTS`` overridden by ``hparams`` (values or domains).
     ``schedule_env_steps``: the budget that ``lr_decay_to`` / ``entropy_decay_to`` decay over;
-    ``init_weights``: a module directory to start from (``algos.imitation.module_weights``)."""
+    ``init_weights``: a module directory to start from (``algos.imitation.module_weights``);
+    ``clones``: the folder of a BC run (``algos.imitation.clone``) whose checkpoint after
+    ``bc_iterations`` (a hyperparameter, searchable) the trial starts from."""
     hparams = dict(hparams or {})
     check_hparams("PPO", {**PPO_DEFAULTS, **hparams}, PPO_RULES)
     hp = {**PPO_DEFAULTS, **hparams}
+    bc_iterations = hp.pop(BC_ITERATIONS, None)
+    if bc_iterations is not None and clones is None:
+        raise HParamError(
+            f"{BC_ITERATIONS} starts a trial from behaviour cloning, and no demonstrations were "
+            f"cloned; allowed: {BC_ITERATIONS} in a sweep given --demos DIR"
+        )
     config = _common(
         PPOConfig(algo_class=MarioPPO),
         module_class=MarioPPOModule,
@@ -332,6 +341,9 @@ def ppo_config(
         schedule_env_steps=schedule_env_steps,
         init_weights=init_weights,
     )
+    if bc_iterations is not None:
+        setattr(config, BC_ITERATIONS, bc_iterations)
+        setattr(config, CLONE_FOLDER, str(clones))
     return config.learners(learner_class=MarioPPOLearner).training(**hp)
 
 

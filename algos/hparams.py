@@ -144,6 +144,9 @@ PPO_RULES: dict[str, Rule] = {
     "use_kl_loss": Rule(0, 1, choices=(True, False)),
     "minibatch_size": _BATCH,
     "num_epochs": Rule(1, 1000, integer=True, doc="passes over each train batch"),
+    "bc_iterations": Rule(
+        0, 10**6, integer=True, doc="BC iterations of the sweep's clone it starts from (0: none)"
+    ),
 }
 
 DQN_RULES: dict[str, Rule] = {

@@ -14,11 +14,20 @@ trial (RLlib's example: lr 2e-5, ``vf_loss_coeff`` 0.01).
 """
 
 import gc
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ray.rllib.algorithms.bc import BC, BCConfig
-from ray.rllib.core import COMPONENT_LEARNER, COMPONENT_LEARNER_GROUP, COMPONENT_RL_MODULE
+from ray.rllib.core import (
+    COMPONENT_LEARNER,
+    COMPONENT_LEARNER_GROUP,
+    COMPONENT_RL_MODULE,
+    DEFAULT_MODULE_ID,
+)
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.policy.sample_batch import DEFAULT_POLICY_ID
 
@@ -28,7 +37,16 @@ from envs import MarioEnv, validate_env_config
 from envs.config import training_env_config
 from envs.demonstrations import COMPRESSED_COLUMNS, check_demonstrations
 
-__all__ = ["BC_DEFAULTS", "MarioBC", "bc_config", "module_weights"]
+__all__ = [
+    "BC_DEFAULTS",
+    "Clone",
+    "MarioBC",
+    "bc_config",
+    "clone",
+    "clone_weights",
+    "load_clone",
+    "module_weights",
+]
 
 DATA_CPUS = 0.25
 """CPUs each of BC's Ray Data tasks and its mapping actor reserve."""
@@ -103,4 +121,67 @@ def module_weights(checkpoint: str | Path) -> str:
         / COMPONENT_LEARNER
         / COMPONENT_RL_MODULE
         / DEFAULT_POLICY_ID
+    )
+
+
+CLONE_RECORD = "clone.json"
+"""What a ``clone`` run measured, beside the checkpoints it kept."""
+
+
+@dataclass(frozen=True)
+class Clone:
+    """One BC run: its policy loss per iteration, its seconds, and the checkpoints it kept
+    (iterations -> the module directory a PPO trial starts from). It cost no env steps."""
+
+    policy_loss: list[float]
+    seconds: float
+    kept: dict[int, str]
+
+
+def clone_weights(folder: str | Path, iterations: int) -> str:
+    """The module weights a ``clone`` run in ``folder`` kept after ``iterations`` of BC."""
+    return module_weights(Path(folder) / f"bc-{iterations}")
+
+
+def clone(
+    demos: str | Path,
+    *,
+    folder: str | Path,
+    keep: Sequence[int],
+    env_config: dict | None = None,
+    hparams: dict[str, Any] | None = None,
+) -> Clone:
+    """BC of ``demos`` for ``max(keep)`` iterations, the checkpoint after each of ``keep`` saved in
+    ``folder`` (one run serves every budget: 10 iterations are the start of 40).
+
+    Run it where no trial holds the CPUs: Ray Data lists and samples the Parquet files in tasks of
+    one CPU that no argument reaches, and beside trials that hold every CPU BC waits forever."""
+    budgets = sorted({k for k in keep if k > 0}) or [0]
+    start, losses, kept = time.monotonic(), [], {}
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    bc = bc_config(demos, env_config=env_config, hparams=hparams).build_algo()
+    try:
+        for iteration in range(1, budgets[-1] + 1):
+            result = bc.train()
+            losses.append(round(float(result["learners"][DEFAULT_MODULE_ID]["policy_loss"]), 4))
+            if iteration in budgets:
+                bc.save_to_path(Path(folder, f"bc-{iteration}").absolute())
+                kept[iteration] = clone_weights(Path(folder).absolute(), iteration)
+    finally:
+        bc.stop()
+    done = Clone(policy_loss=losses, seconds=round(time.monotonic() - start, 1), kept=kept)
+    Path(folder, CLONE_RECORD).write_text(json.dumps(asdict(done)))
+    return done
+
+
+def load_clone(folder: str | Path) -> Clone | None:
+    """The ``clone`` run recorded in ``folder``, or None if none finished there."""
+    path = Path(folder, CLONE_RECORD)
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    return Clone(
+        policy_loss=record["policy_loss"],
+        seconds=record["seconds"],
+        kept={int(k): v for k, v in record["kept"].items()},
     )

@@ -42,14 +42,13 @@ from typing import Any
 
 import ray
 import torch
-from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 
 from algos import Resources
 from algos.builders import BUILDERS
 from algos.checkpoints import load_policy
 from algos.evaluate import Protocol, evaluate, int_in
-from algos.imitation import bc_config, module_weights
+from algos.imitation import clone
 from callbacks.episode_recorder import EpisodeRecorder
 from callbacks.records import EPISODES_KEY, episode_ending, metric_key
 from envs import register_mario_env, validate_env_config
@@ -160,27 +159,6 @@ def build_algo(
         **({"init_weights": init} if init else {}),
     ).callbacks(EpisodeRecorder)
     return config.build_algo()
-
-
-def clone_demonstrations(
-    variant: Variant, *, demos: str, iterations: int, seed: int, folder: str
-) -> dict:
-    """Behaviour cloning of ``demos`` for ``iterations`` (RLlib's BC, the variant's env), its
-    checkpoint saved in ``folder``; returns its policy losses and seconds (no env steps)."""
-    start = time.monotonic()
-    bc = bc_config(demos, env_config=variant.env_config, hparams={"seed": seed}).build_algo()
-    try:
-        results = [bc.train() for _ in range(iterations)]
-        bc.save_to_path(folder)
-    finally:
-        bc.stop()
-    return {
-        "iterations": iterations,
-        "policy_loss": [
-            round(float(r["learners"][DEFAULT_MODULE_ID]["policy_loss"]), 4) for r in results
-        ],
-        "seconds": round(time.monotonic() - start, 1),
-    }
 
 
 def iteration_row(result: dict, *, time_s: float, max_episode_steps: int) -> dict:
@@ -530,15 +508,16 @@ def clone_all(
         if not VARIANTS[name].clone or args.resume:
             continue
         for seed in seeds:
-            path = f"{folder}/{name}-seed{seed}"
-            bc = clone_demonstrations(
-                VARIANTS[name],
-                demos=args.demos,
-                iterations=args.bc_iterations,
-                seed=seed,
-                folder=path,
+            done = clone(
+                args.demos,
+                folder=f"{folder}/{name}-seed{seed}",
+                keep=[args.bc_iterations],
+                env_config=VARIANTS[name].env_config,
+                hparams={"seed": seed},
             )
-            clones[name, seed] = (module_weights(path), bc)
+            bc = {"iterations": args.bc_iterations, **asdict(done)}
+            del bc["kept"]
+            clones[name, seed] = (done.kept[args.bc_iterations], bc)
     return clones
 
 

@@ -101,6 +101,8 @@ class PostgresCallback(Callback):
             and the collapses its stopper records. A member that copied a donor continues from
             the donor's iteration counter; its rows keep the member's own timeline (stored
             iteration = reported + an offset per trial), so nothing it trained is overwritten.
+        imitation: the sweep's BC stage, written with the sweep row: ``demonstrations`` (the
+            episodes it cloned) and ``bc_iterations`` rows (``callbacks.store.tables``).
         spill_dir: where rows go while PostgreSQL is unavailable (default: the state dir).
         flush_timeout_s: how long the end of the experiment waits for buffered rows.
     """
@@ -117,6 +119,7 @@ class PostgresCallback(Callback):
         repeats: Mapping[tuple, str] | None = None,
         final_tail_env_steps: int | None = None,
         lineage: bool = False,
+        imitation: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
         spill_dir: Path | None = None,
         flush_timeout_s: float = 60.0,
     ) -> None:
@@ -136,6 +139,7 @@ class PostgresCallback(Callback):
         self.repeats = dict(repeats or {})
         self.final_tail_env_steps = final_tail_env_steps
         self.lineage = lineage
+        self.imitation = dict(imitation or {})
         self._offsets: dict[str, int] = {}
         self.spill_dir = spill_dir
         self.flush_timeout_s = flush_timeout_s
@@ -171,6 +175,8 @@ class PostgresCallback(Callback):
         self._store = ResultsStore(self._db_url, password=self._password, spill_dir=self.spill_dir)
         resume = self.sweep_id is not None or self.stage == CONFIRM_STAGE
         self.sweep_id = self._store.start_sweep(**self.sweep, resume=resume)
+        if self.imitation:
+            self._store.write_imitation(**self.imitation)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._restarted.add(trial.trial_id)

@@ -56,7 +56,7 @@ from sweeps.options import (
 )
 from sweeps.queries import ReportError, confirm_inputs, confirm_runs, sweep_row
 from sweeps.schedule import Schedule
-from sweeps.spec import Asha, Sweep
+from sweeps.spec import Asha, Imitation, Sweep
 from sweeps.stats import ConfirmedConfig, summarise_confirmed
 from sweeps.tuner import Stage, build_tuner, connect_ray
 
@@ -156,6 +156,7 @@ def options_from_sweep(sweep: Mapping[str, Any], **overrides: Any) -> Options:
         env_config=settings["env_config"],
         collapse=Collapse(**settings["collapse"]),
         checkpoint_every=settings["checkpoint_every"],
+        imitation=Imitation(settings.get("bc_hparams") or {}) if settings.get("demos") else None,
     )
     stored = {
         "sweep": declared,
@@ -170,6 +171,8 @@ def options_from_sweep(sweep: Mapping[str, Any], **overrides: Any) -> Options:
         "smoke": settings.get("smoke", False),
         "eval_every": settings.get("eval_every", 0),
         "eval_episodes": settings.get("eval_episodes", 5),
+        "demos": settings.get("demos"),
+        "bc_hparams": settings.get("bc_hparams") or {},
     }
     return Options(**(stored | overrides))
 

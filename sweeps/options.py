@@ -13,12 +13,15 @@ import os
 import re
 import shlex
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from ray.tune import Tuner
+from ray.tune.search.sample import Categorical, Domain
 
 from algos import HParamError, Resources
+from algos.algorithms import BC_ITERATIONS
 from algos.builders import BUILDERS
 from algos.hparams import DQN_RULES, PPO_RULES, check_hparams
 from callbacks.episode_recorder import EpisodeRecorder
@@ -34,6 +37,8 @@ from callbacks.store import (
     validate_db_url,
 )
 from envs import EnvConfigError, validate_env_config
+from envs.config import training_env_config
+from envs.demonstrations import DemoError, check_demonstrations
 from sweeps.pbt import pb2_bounds
 from sweeps.schedule import Schedule
 from sweeps.spec import SCHEDULERS, Pbt, Sweep, check_pbt
@@ -121,6 +126,16 @@ class Options:
     confirm_top: int = 0
     """Distinct configs the confirm stage re-runs over fresh seeds (0: no confirm stage)."""
     confirm_seeds: int = 0
+    demos: str | None = None
+    """The demonstration directory a sweep with ``imitation`` clones before its trials."""
+    bc_hparams: dict = field(default_factory=dict)
+    """BC's hyperparameters (the sweep's ``imitation.hparams``, or its smoke budget's)."""
+
+    @property
+    def clone_dir(self) -> str:
+        """Where the BC stage keeps its clones: beside the experiment when it is local (trials on
+        other nodes need shared storage), else under the state dir."""
+        return f"{self.report_dir}/bc"
 
     @property
     def checkpoint_score(self) -> str:
@@ -150,7 +165,7 @@ def check_declaration(sweep: Sweep) -> None:
         raise SweepError(f"{where} mode={sweep.mode!r} is not allowed; allowed: 'max', 'min'")
     if not isinstance(sweep.metric, str) or not sweep.metric:
         raise SweepError(f"{where} metric={sweep.metric!r} is not allowed; allowed: a result key")
-    for field, value, low in (
+    for name, value, low in (
         ("seed", sweep.seed, 0),
         ("checkpoint_every", sweep.checkpoint_every, 1),
         ("smoke.num_samples", sweep.smoke.num_samples, 1),
@@ -158,7 +173,7 @@ def check_declaration(sweep: Sweep) -> None:
     ):
         if not _whole(value, low):
             raise SweepError(
-                f"{where} {field}={value!r} is not allowed; allowed: an integer >= {low}"
+                f"{where} {name}={value!r} is not allowed; allowed: an integer >= {low}"
             )
     for asha_field, asha in (("asha", sweep.asha), ("smoke.asha", sweep.smoke.asha)):
         if asha is not None and not (
@@ -227,6 +242,12 @@ def _parser(sweep: Sweep) -> argparse.ArgumentParser:
     p.add_argument("--env-config", help="JSON object merged into the sweep's env_config")
     add_eval_flags(p, default="5, --smoke 1")
     _add_stage_flags(p, sweep)
+    if sweep.imitation is not None:
+        p.add_argument(
+            "--demos",
+            help="demonstration directory the trials start from by behaviour cloning "
+            f"({RECORD_HINT})",
+        )
     p.add_argument(
         "--report-every",
         type=float,
@@ -383,11 +404,67 @@ def parse_options(sweep: Sweep, argv: list[str] | None = None, *, name_suffix: s
             args.eval_every, smoke=args.smoke, max_env_steps=max_env_steps, episodes=episodes
         ),
         report_every_s=_report_every_s(args.report_every),
+        demos=_demos(getattr(args, "demos", None)),
+        bc_hparams={
+            **(sweep.imitation.hparams if sweep.imitation else {}),
+            **(sweep.smoke.bc_hparams if args.smoke and sweep.imitation else {}),
+        },
         **schedule,
     )
+    check_imitation(sweep, demos=options.demos, env_config=options.env_config)
     check_eval_metric(options)
     _check_trial(options)
     return options
+
+
+def _demos(path: str | None) -> str | None:
+    return None if path is None else os.path.abspath(path)
+
+
+RECORD_HINT = (
+    "python -m algos.evaluate CHECKPOINT --record-demos DIR [--only-flags], or "
+    "python -m envs.play --record DIR"
+)
+
+
+def bc_budgets(sweep: Sweep, hparams: dict[str, Any]) -> list[int]:
+    """Every ``bc_iterations`` a trial of the sweep may start from (0: from scratch)."""
+    value = sweep.search_space.get(BC_ITERATIONS, hparams.get(BC_ITERATIONS))
+    if value is None:
+        return []
+    if isinstance(value, Categorical):
+        return sorted(value.categories)
+    if isinstance(value, Domain):
+        raise SweepError(
+            f"sweep {sweep.name!r}: {BC_ITERATIONS} is searched with a {type(value).__name__}; "
+            "allowed: tune.choice([...]) of BC budgets (each is a checkpoint of one BC run)"
+        )
+    return [value]
+
+
+def check_imitation(sweep: Sweep, *, demos: str | None, env_config: dict) -> None:
+    """The BC stage can run: a PPO sweep with ``imitation``, budgets, and ``--demos`` that a
+    trainer on ``env_config`` can learn from. Reads the demonstrations' manifest only."""
+    if sweep.imitation is None:
+        return
+    if sweep.algo != "PPO":
+        raise SweepError(
+            f"sweep {sweep.name!r}: imitation is for PPO; this sweep trains {sweep.algo}"
+        )
+    if not bc_budgets(sweep, sweep.hparams):
+        raise SweepError(
+            f"sweep {sweep.name!r}: imitation needs {BC_ITERATIONS} in its search space or "
+            "hparams; allowed: tune.choice([0, 10, ...]) or a fixed number of BC iterations"
+        )
+    if demos is None:
+        raise SweepError(
+            f"sweep {sweep.name!r} starts its trials from behaviour cloning: give --demos DIR "
+            f"(recorded with {RECORD_HINT})"
+        )
+    try:
+        check_demonstrations(demos, validate_env_config(training_env_config(env_config)))
+    except (DemoError, EnvConfigError) as err:
+        raise SweepError(f"--demos: {err}") from None
 
 
 def connections(args: argparse.Namespace, *, max_concurrent: int) -> dict:
@@ -681,6 +758,7 @@ def algorithm_config(options: Options, *, search_space: dict | None = None):
             hparams={**options.hparams, **search_space},
             resources=Resources(num_gpus_per_learner=options.gpus_per_learner),
             schedule_env_steps=options.max_env_steps,
+            **({"clones": options.clone_dir} if options.demos else {}),
         )
     except (HParamError, EnvConfigError) as err:
         raise SweepError(str(err)) from None

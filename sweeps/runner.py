@@ -8,16 +8,18 @@ The order is deliberate, and it is the order of :func:`run`:
    with ``--resume``, that there is a sweep to continue);
 3. ``connect_ray``: join ``--address`` (checked reachable first) or start a local Ray with the
    dashboard on 127.0.0.1, and check the cluster has the resources the trials ask for;
-4. ``build_tuner``: pure builders — searcher, scheduler, stopper, callbacks — into a ``Tuner``;
-5. ``tuner.fit()``: only now is anything written: ``PostgresCallback.setup`` creates the sweep row;
+4. ``clone_stage`` (a sweep with ``imitation``): RLlib's BC on ``--demos`` in this process, a
+   checkpoint kept for every ``bc_iterations`` a trial may start from (:mod:`sweeps.imitation`);
+5. ``build_tuner``: pure builders — searcher, scheduler, stopper, callbacks — into a ``Tuner``;
+6. ``tuner.fit()``: only now is a row written: ``PostgresCallback.setup`` creates the sweep row;
    meanwhile ``LiveReport`` rewrites the HTML report every few minutes;
-6. the best checkpoint played (``evaluate_at_end``), then the confirm stage (``confirm_at_end``,
+7. the best checkpoint played (``evaluate_at_end``), then the confirm stage (``confirm_at_end``,
    :mod:`sweeps.confirm`): the top ``--confirm-top`` configs re-run over ``--confirm-seeds``
    fresh seeds, ranked by IQM with bootstrap intervals;
-7. the leaderboard read back from the database (confirmed configs first) and the final report.
+8. the leaderboard read back from the database (confirmed configs first) and the final report.
 
 So nothing is written (no sweep row, no Optuna study, no experiment directory) until Ray is
-connected and every input has been accepted.
+connected and every input has been accepted; the BC stage's rows are written with the sweep row.
 """
 
 import signal
@@ -39,6 +41,7 @@ from callbacks.store import (
 from envs import register_mario_env
 from sweeps.confirm import ConfirmError, run_confirm
 from sweeps.evaluation import evaluate_best
+from sweeps.imitation import clone_stage
 from sweeps.leaderboard import leaderboard
 from sweeps.live import LiveReport
 from sweeps.options import Options, SweepError, parse_options, warn_about_password
@@ -80,6 +83,8 @@ def run(options: Options) -> int:
     register_mario_env()
     dashboard = connect_ray(options)
     try:
+        if options.demos:
+            clone_stage(options)
         tuner = build_tuner(options, db_url)
         _print_header(options, dashboard, db_url)
         signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))

@@ -15,6 +15,7 @@ __all__ = [
     "Collapse",
     "DQN_COLLAPSE",
     "DQN_SMOKE",
+    "Imitation",
     "PPO_SMOKE",
     "Pbt",
     "Smoke",
@@ -74,6 +75,19 @@ def check_pbt(pbt: Pbt, *, max_env_steps: int) -> str | None:
 
 
 @dataclass(frozen=True)
+class Imitation:
+    """A behaviour-cloning stage before the trials (``sweeps/bc_ppo.py``): RLlib's BC on the
+    sweep's ``--demos``, run once in the driver before any trial, keeping the checkpoint after
+    each BC budget that ``bc_iterations`` (searched or fixed) can take; each trial starts PPO from
+    the checkpoint its ``bc_iterations`` names (0: from scratch). One run serves every budget:
+    10 iterations are the start of 40, so trials with the same budget start from the same clone.
+    """
+
+    hparams: dict[str, Any] = field(default_factory=dict)
+    """BC's own (``algos.imitation.BC_DEFAULTS`` names); ``Smoke.bc_hparams`` in smoke runs."""
+
+
+@dataclass(frozen=True)
 class Smoke:
     """The tiny budget ``--smoke`` runs: a few trials, a few thousand env steps, small batches.
 
@@ -90,6 +104,13 @@ class Smoke:
     pbt: Pbt = Pbt(population=4, perturbation_interval=256)
     confirm_top: int = 1
     confirm_seeds: int = 2
+    bc_hparams: dict[str, Any] = field(
+        default_factory=lambda: {
+            "train_batch_size_per_learner": 32,
+            "dataset_num_iters_per_learner": 2,
+        }
+    )
+    """BC's batches in a smoke run of a sweep with ``imitation``."""
 
 
 PPO_SMOKE = Smoke(
@@ -150,6 +171,8 @@ class Sweep:
     confirm_seeds: int = 5
     """Seeds per confirmed config: the N of each config's IQM and confidence interval."""
     smoke: Smoke = Smoke()
+    imitation: Imitation | None = None
+    """A BC stage on ``--demos`` before the trials (PPO only); None: trials start from scratch."""
 
     def __post_init__(self) -> None:
         if self.asha is not None and self.num_samples is None:

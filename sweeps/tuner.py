@@ -24,6 +24,7 @@ from callbacks.postgres_callback import PostgresCallback
 from callbacks.store.tables import json_safe
 from callbacks.wandb_logger import MarioWandbLoggerCallback
 from sweeps.console import quiet_ray_notices, use_progress_table
+from sweeps.imitation import imitation_rows
 from sweeps.options import Options, SweepError, algorithm_config
 from sweeps.pbt import pbt_scheduler
 from sweeps.schedule import Schedule
@@ -220,6 +221,7 @@ def build_callbacks(options: Options, db_url: str, stage: Stage) -> list:
             repeats=stage.repeats,
             final_tail_env_steps=final_tail_env_steps(options.max_env_steps),
             lineage=stage.schedule.population,
+            imitation=imitation_rows(options),
         )
     ]
     if options.wandb_mode != "disabled":
@@ -257,6 +259,8 @@ def sweep_row(options: Options) -> dict[str, Any]:
                 "storage_path": options.storage_path,
                 "smoke": options.smoke,
                 "confirm": {"top": options.confirm_top, "seeds": options.confirm_seeds},
+                "demos": options.demos,
+                "bc_hparams": options.bc_hparams,
                 "final_metric": {
                     "definition": FINAL_METRIC,
                     "tail_env_steps": final_tail_env_steps(options.max_env_steps),

@@ -10,7 +10,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import psycopg2
+
+from envs import MarioEnv, validate_env_config
+from envs.config import training_env_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -179,3 +183,35 @@ TRIAL_FIGURES = {
     "training-health": ["entropy", "kl", "loss", "vf_loss"],
 }
 """Figures of the report that draw every trial, and the kinds of artist (gid prefix) in each."""
+
+
+SCRIPTED_ENV = {"max_episode_steps": 150}
+"""The env the scripted player plays (and a trainer on its demonstrations uses)."""
+RUN, JUMP = 3, 4  # right+B, right+A+B in the trainers' right_only set
+
+
+def scripted_play(seeds, recorder=None) -> list[tuple[np.ndarray, int]]:
+    """A teacher that needs no person, recorded through ``DemoRecorder`` as a person's play
+    would be: run right (right+B) and jump (right+A+B) for 8 steps when blocked or every 200
+    pixels. Its actions follow from what the frames show, so BC can learn them. Plays once per
+    seed (0-30 no-op starts); returns every (observation, action)."""
+    env = MarioEnv(validate_env_config({**training_env_config(SCRIPTED_ENV), "noop_max": 30}))
+    steps = []
+    for seed in seeds:
+        obs, info = env.reset(seed=seed)
+        if recorder is not None:
+            recorder.begin(obs)
+        x_pos, jumping, done = info["x_pos"], 0, False
+        while not done:
+            action = JUMP if jumping else RUN
+            new_obs, reward, terminated, truncated, info = env.step(action)
+            steps.append((obs, action))
+            if recorder is not None:
+                recorder.step(action, reward, new_obs, terminated, truncated)
+            blocked = info["x_pos"] <= x_pos or info["x_pos"] % 200 < 8
+            jumping = jumping - 1 if jumping else (8 if blocked else 0)
+            x_pos, obs, done = info["x_pos"], new_obs, terminated or truncated
+        if recorder is not None:
+            recorder.end(info)
+    env.close()
+    return steps

@@ -13,37 +13,13 @@ from ray.rllib.core.columns import Columns
 
 from algos import ppo_config
 from algos.imitation import bc_config, module_weights
-from envs import MarioEnv, register_mario_env, validate_env_config
+from envs import register_mario_env, validate_env_config
 from envs.config import training_env_config
 from envs.demonstrations import DemoError, DemoRecorder
+from tests.helpers import JUMP, RUN, scripted_play
+from tests.helpers import SCRIPTED_ENV as ENV
 
-ENV = {"max_episode_steps": 150}
-RUN, JUMP = 3, 4  # right+B, right+A+B in the trainers' right_only set
 BC_ITERATIONS = 8
-
-
-def scripted_play(seeds, recorder=None) -> list[tuple[np.ndarray, int]]:
-    """Play the script once per seed (0-30 no-op starts); return every (observation, action)."""
-    env = MarioEnv(validate_env_config({**training_env_config(ENV), "noop_max": 30}))
-    steps = []
-    for seed in seeds:
-        obs, info = env.reset(seed=seed)
-        if recorder is not None:
-            recorder.begin(obs)
-        x_pos, jumping, done = info["x_pos"], 0, False
-        while not done:
-            action = JUMP if jumping else RUN
-            new_obs, reward, terminated, truncated, info = env.step(action)
-            steps.append((obs, action))
-            if recorder is not None:
-                recorder.step(action, reward, new_obs, terminated, truncated)
-            blocked = info["x_pos"] <= x_pos or info["x_pos"] % 200 < 8
-            jumping = jumping - 1 if jumping else (8 if blocked else 0)
-            x_pos, obs, done = info["x_pos"], new_obs, terminated or truncated
-        if recorder is not None:
-            recorder.end(info)
-    env.close()
-    return steps
 
 
 def greedy_accuracy(module, steps) -> float:

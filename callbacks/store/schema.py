@@ -212,6 +212,32 @@ ALTER TABLE mario_sweeps.evaluations
     ADD PRIMARY KEY (sweep_id, trial_id, checkpoint, policy, episode, during_training);
 """
 
+# Imitation (sweeps/bc_ppo.py): the demonstration episodes a sweep cloned (one row per recorded
+# episode: who played it, where it got, the Parquet file) and its BC run, one row per iteration
+# (policy loss; ``checkpoint`` where a trial may start from it). BC costs no env steps; a trial's
+# ``params.bc_iterations`` says which of these iterations it started from.
+_V8_IMITATION = """
+CREATE TABLE mario_sweeps.demonstrations (
+    sweep_id        integer NOT NULL REFERENCES mario_sweeps.sweeps (id) ON DELETE CASCADE,
+    eps_id          text NOT NULL,
+    source          text NOT NULL,
+    task_id         text,
+    steps           integer NOT NULL,
+    episode_return  double precision,
+    x_pos           integer,
+    flag_get        boolean,
+    path            text NOT NULL,
+    PRIMARY KEY (sweep_id, eps_id)
+);
+CREATE TABLE mario_sweeps.bc_iterations (
+    sweep_id     integer NOT NULL REFERENCES mario_sweeps.sweeps (id) ON DELETE CASCADE,
+    iteration    integer NOT NULL,
+    policy_loss  double precision,
+    checkpoint   text,
+    PRIMARY KEY (sweep_id, iteration)
+);
+"""
+
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, _V1_TABLES),
     (2, _V2_GAME_AND_TASK),
@@ -220,6 +246,7 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     (5, _V5_LINEAGE),
     (6, _V6_EVALUATION_PROTOCOL),
     (7, _V7_EVALUATION_WHEN),
+    (8, _V8_IMITATION),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -27,6 +27,8 @@ from callbacks.store.embedded import default_state_dir
 from callbacks.store.errors import StoreError, StoreUnavailable, one_line
 from callbacks.store.outbox import Op, Outbox
 from callbacks.store.tables import (
+    BC_ITERATION_COLUMNS,
+    DEMONSTRATION_COLUMNS,
     ITERATION_COLUMNS,
     LINEAGE_COLUMNS,
     TRIAL_COLUMNS,
@@ -308,6 +310,24 @@ class ResultsStore:
         full = [json_safe({"sweep_id": sweep_id, "trial_id": trial_id, **row}) for row in rows]
         if full:
             self.outbox.submit("evaluations", full)
+
+    def write_imitation(
+        self,
+        demonstrations: Sequence[Mapping[str, Any]],
+        bc_iterations: Sequence[Mapping[str, Any]],
+    ) -> None:
+        """The sweep's BC stage: the demonstration episodes it cloned (``DEMONSTRATION_COLUMNS``)
+        and its BC iterations (``BC_ITERATION_COLUMNS``); written once, kept on a replay."""
+        sweep_id = self._require_sweep()
+        for kind, rows, columns in (
+            ("demonstrations", demonstrations, DEMONSTRATION_COLUMNS),
+            ("bc_iterations", bc_iterations, BC_ITERATION_COLUMNS),
+        ):
+            for row in rows:
+                if set(row) != set(columns):
+                    raise ValueError(f"a {kind} row has exactly the columns {columns}: {row}")
+            if rows:
+                self.outbox.submit(kind, [json_safe({"sweep_id": sweep_id, **r}) for r in rows])
 
     # -- buffering ---------------------------------------------------------------------------
 

@@ -25,6 +25,8 @@ from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 from callbacks.records import EPISODE_COLUMNS, EPISODES_KEY, lookup, metric_key
 
 __all__ = [
+    "BC_ITERATION_COLUMNS",
+    "DEMONSTRATION_COLUMNS",
     "EPISODE_COLUMNS",
     "EVALUATION_COLUMNS",
     "ITERATION_COLUMNS",
@@ -100,6 +102,17 @@ LINEAGE_COLUMNS = (
     "donor_params",
     "new_params",
 )
+DEMONSTRATION_COLUMNS = (
+    "eps_id",
+    "source",
+    "task_id",
+    "steps",
+    "episode_return",
+    "x_pos",
+    "flag_get",
+    "path",
+)
+BC_ITERATION_COLUMNS = ("iteration", "policy_loss", "checkpoint")
 _JSONB_COLUMNS = frozenset(
     {"params", "result", "search_space", "scheduler", "settings"}
     | {"old_params", "donor_params", "new_params"}
@@ -287,6 +300,25 @@ def _write_lineage(cur: Any, rows: list[dict[str, Any]]) -> None:
     )
 
 
+def _write_demonstrations(cur: Any, rows: list[dict[str, Any]]) -> None:
+    # A recorded episode's facts never change.
+    psycopg2.extras.execute_values(
+        cur,
+        f"INSERT INTO mario_sweeps.demonstrations (sweep_id, {', '.join(DEMONSTRATION_COLUMNS)})"
+        " VALUES %s ON CONFLICT (sweep_id, eps_id) DO NOTHING",
+        [(r["sweep_id"], *_values(r, DEMONSTRATION_COLUMNS)) for r in rows],
+    )
+
+
+def _write_bc_iterations(cur: Any, rows: list[dict[str, Any]]) -> None:
+    psycopg2.extras.execute_values(
+        cur,
+        f"INSERT INTO mario_sweeps.bc_iterations (sweep_id, {', '.join(BC_ITERATION_COLUMNS)})"
+        " VALUES %s ON CONFLICT (sweep_id, iteration) DO NOTHING",
+        [(r["sweep_id"], *_values(r, BC_ITERATION_COLUMNS)) for r in rows],
+    )
+
+
 def _write_sweep_status(cur: Any, rows: list[dict[str, Any]]) -> None:
     for row in rows:
         cur.execute(
@@ -332,5 +364,7 @@ WRITERS: dict[str, Callable[[Any, list[dict[str, Any]]], None]] = {
     "sweep_status": _write_sweep_status,
     "final_metric": _write_final_metrics,
     "lineage": _write_lineage,
+    "demonstrations": _write_demonstrations,
+    "bc_iterations": _write_bc_iterations,
 }
 """One writer per kind of outbox op; each takes a cursor and that op's rows."""
