@@ -11,8 +11,10 @@ Each side is a sweep name or ``NAME:TRIAL``:
   (``sweeps/dqn_vs_ppo.py``).
 
 A run's score is its final metric (:data:`sweeps.stats.FINAL_METRIC`). For each side the IQM with
-its 95 % bootstrap interval, then for the first side against each other: the difference of IQMs
-with its interval, P(A > B), and a one-line verdict.
+its 95 % bootstrap interval of the final metric, the greedy evaluation's flag rate and the env
+steps to the first training flag (what "did imitation help?" asks of ``sweeps/bc_ppo.py`` against
+a pure-RL sweep of the same budget), then for the first side against each other: the difference of
+final-metric IQMs with its interval, P(A > B), and a one-line verdict.
 """
 
 import sys
@@ -42,6 +44,21 @@ class Side:
     flag_rates: tuple[float, ...]
     budget: int | None = None
     """Env steps per trial of the side's sweep (None: recorded before schema v4)."""
+    first_flags: tuple[int | None, ...] = ()
+    """Per run, the env steps of its first training iteration with a flag (None: never)."""
+
+    def first_flag_text(self) -> str:
+        """IQM of env steps to the first flag, a run that never got there counted at the budget
+        (censored: the figure is a lower bound when some never did)."""
+        if not self.first_flags or self.budget is None:
+            return "-"
+        never = sum(step is None for step in self.first_flags)
+        steps = [self.budget if step is None else step for step in self.first_flags]
+        interval = iqm_interval(steps, label=self.spec)
+        return (
+            f"{interval.value:,.0f} [{interval.low:,.0f}, {interval.high:,.0f}] env steps"
+            f" (never: {never} of {len(steps)}, counted at the budget)"
+        )
 
 
 def resolve_side(db_url: str, spec: str) -> Side:
@@ -76,6 +93,7 @@ def resolve_side(db_url: str, spec: str) -> Side:
         trial_ids=tuple(r["trial_id"] for r in rows),
         scores=tuple(r["final_metric"] for r in rows),
         flag_rates=tuple(r["flag_rate"] for r in rows if r["flag_rate"] is not None),
+        first_flags=tuple(r["first_flag"] for r in rows),
     )
 
 
@@ -106,7 +124,8 @@ def compare_sides(sides: list[Side]) -> tuple[list[Comparison], str]:
         )
         lines.append(
             f"{label}  {side.spec:<36} {side.description:<44} {final!s:>28}  "
-            f"eval flag rate {interval_text(flags, percent=True)}"
+            f"eval flag rate {interval_text(flags, percent=True)}\n"
+            f"   first flag in training: {side.first_flag_text()}"
         )
     budgets = {side.budget for side in sides if side.budget is not None}
     if len(budgets) > 1:

@@ -536,6 +536,56 @@ def _overlay(ax: Axes, data: SweepData, colours: Mapping[str, tuple], column: st
     return drawn
 
 
+def imitation(data: SweepData) -> Figure:
+    """The BC stage and what came of it: BC's policy loss per iteration (no env steps; the kept
+    clones marked), then every search trial's metric on the env-step axis, coloured by the BC
+    iterations it started from (0: from scratch)."""
+    fig = Figure(figsize=(14, 4.5), dpi=_DPI, layout="constrained")
+    ax_bc, ax_ppo = fig.subplots(1, 2, width_ratios=(1, 2.5))
+    rows = data.bc_iterations
+    ax_bc.plot([r["iteration"] for r in rows], [r["policy_loss"] for r in rows], gid="bc_loss")
+    kept = [r for r in rows if r["checkpoint"]]
+    ax_bc.plot(
+        [r["iteration"] for r in kept],
+        [r["policy_loss"] for r in kept],
+        ls="",
+        marker="o",
+        color="k",
+        gid="bc_kept",
+    )
+    ax_bc.set_xlabel("BC iteration (no env steps)")
+    ax_bc.set_ylabel("BC policy loss")
+    ax_bc.set_title("behaviour cloning (● a clone trials start from)", fontsize=10)
+    ax_bc.grid(alpha=0.3)
+    budgets = sorted({_budget(t) for t in data.search_only().trials})
+    cmap = colormaps["viridis"]
+    shade = {b: cmap(k / max(len(budgets) - 1, 1)) for k, b in enumerate(budgets)}
+    for trial in data.search_only().trials:
+        curve = data.curves.get(trial["trial_id"])
+        if curve is None:
+            continue
+        budget = _budget(trial)
+        ax_ppo.plot(
+            curve["env_steps"],
+            curve["metric"],
+            color=shade[budget],
+            lw=1.2,
+            label=f"bc_iterations {budget}",
+            gid=f"bc:{trial['trial_id']}:{budget}",
+        )
+    handles, labels = ax_ppo.get_legend_handles_labels()
+    unique = dict(zip(labels, handles, strict=True))
+    ax_ppo.legend(unique.values(), unique.keys(), fontsize=8)
+    ax_ppo.set_ylabel(data.sweep["metric"])
+    ax_ppo.set_title("PPO from each clone, env steps from 0 (BC cost none)", fontsize=10)
+    _steps_axis(ax_ppo)
+    return fig
+
+
+def _budget(trial: Mapping) -> int:
+    return int((trial.get("params") or {}).get("bc_iterations", 0))
+
+
 def flag_rate(data: SweepData, colours: Mapping[str, tuple]) -> Figure:
     """Each trial's flag rate (share of the iteration's episodes that got the flag)."""
     fig = Figure(figsize=(14, 4), dpi=_DPI, layout="constrained")

@@ -104,6 +104,10 @@ class SweepData:
     episodes' mean x_pos and flag rate, in env-step order."""
     confirm_runs: list[dict[str, Any]] = field(default_factory=list)
     """Finished confirm trials: their config, seed, final metric and greedy eval flag rate."""
+    demonstrations: list[dict[str, Any]] = field(default_factory=list)
+    """The episodes the sweep's BC stage cloned (``sweeps/bc_ppo.py``); [] without one."""
+    bc_iterations: list[dict[str, Any]] = field(default_factory=list)
+    """The BC stage's iterations in order: policy loss, and the checkpoint kept there if any."""
 
     def search_only(self) -> "SweepData":
         """The search trials alone (confirm re-runs repeat their configs: not search points)."""
@@ -201,7 +205,10 @@ WHERE sweep_id = %(sweep)s AND stage = %(stage)s AND status = 'terminated'
 # A full-budget run: ended by its budget or by the collapse detector (whose stop is a result),
 # not by ASHA, an error or an interruption.
 _FINISHED_RUNS_SQL = """
-SELECT t.trial_id, t.final_metric, v.flag_rate
+SELECT t.trial_id, t.final_metric, v.flag_rate,
+       (SELECT min(i.env_steps_lifetime) FROM mario_sweeps.iterations i
+        WHERE i.sweep_id = t.sweep_id AND i.trial_id = t.trial_id AND i.flag_rate > 0)
+           AS first_flag
 FROM mario_sweeps.trials t
 LEFT JOIN {greedy} v ON v.sweep_id = t.sweep_id AND v.trial_id = t.trial_id
 WHERE t.sweep_id = %(sweep)s AND t.status = 'terminated' AND t.final_metric IS NOT NULL
@@ -269,6 +276,16 @@ _EPISODE_COUNTS_SQL = """
 SELECT trial_id, count(*) FROM mario_sweeps.episodes WHERE sweep_id = %s GROUP BY trial_id
 """
 
+
+_DEMONSTRATIONS_SQL = """
+SELECT eps_id, source, task_id, steps, episode_return, x_pos, flag_get, path
+FROM mario_sweeps.demonstrations WHERE sweep_id = %s ORDER BY source, path
+"""
+
+_BC_ITERATIONS_SQL = """
+SELECT iteration, policy_loss, checkpoint FROM mario_sweeps.bc_iterations
+WHERE sweep_id = %s ORDER BY iteration
+"""
 
 _LINEAGE_SQL = """
 SELECT trial_id, training_iteration, kind, env_steps, donor, donor_iteration, donor_env_steps,
@@ -362,6 +379,8 @@ def read_sweep(db_url: str, name: str) -> SweepData:
         evaluations = _dicts(cur, _EVALUATIONS_SQL, (sweep["id"],))
         training_evaluations = _dicts(cur, _TRAINING_EVALUATIONS_SQL, (sweep["id"],))
         confirm_runs = _confirm_runs(cur, sweep)
+        demonstrations = _dicts(cur, _DEMONSTRATIONS_SQL, (sweep["id"],))
+        bc_iterations = _dicts(cur, _BC_ITERATIONS_SQL, (sweep["id"],))
     return SweepData(
         sweep=sweep,
         trials=trials,
@@ -373,6 +392,8 @@ def read_sweep(db_url: str, name: str) -> SweepData:
         evaluations=evaluations,
         training_evaluations=training_evaluations,
         confirm_runs=confirm_runs,
+        demonstrations=demonstrations,
+        bc_iterations=bc_iterations,
     )
 
 
@@ -416,7 +437,8 @@ def confirm_inputs(db_url: str, name: str) -> tuple[dict, list[dict], set[tuple[
 
 
 def finished_runs(db_url: str, sweep: dict[str, Any], *, repeats: str | None) -> list[dict]:
-    """Full-budget runs (final metric, greedy eval flag rate) of the confirm trials repeating
+    """Full-budget runs (final metric, greedy eval flag rate, env steps of the iteration that
+    first reached the flag in training: None if none did) of the confirm trials repeating
     search trial ``repeats``, or (None) of the sweep's search trials."""
     which = "t.repeats = %(repeats)s" if repeats else "t.stage = %(stage)s"
     sql = _FINISHED_RUNS_SQL.format(greedy=_GREEDY_EVALUATIONS, which=which)

@@ -94,6 +94,8 @@ def build_figures(
         built["search-importances"] = figures.importances(importance)
     if data.ends.counts:
         built["episode-ends"] = figures.episode_ends(data)
+    if data.bc_iterations:
+        built["imitation"] = figures.imitation(data)
     if _is_population(data.sweep) and data.curves:
         built["lineage"] = figures.pbt_lineage(data, colours)
         built["hyperparameter-paths"] = figures.hyperparameter_paths(data, colours)
@@ -403,6 +405,33 @@ def _curves_section(data: SweepData, pngs: Mapping[str, bytes]) -> str:
     )
 
 
+def _imitation_section(data: SweepData, pngs: Mapping[str, bytes]) -> str:
+    """The BC stage: what it cloned, how BC went, and the trials from each clone."""
+    if not data.demonstrations:
+        return _note("No BC stage: every trial started from scratch.")
+    flags = sum(bool(d["flag_get"]) for d in data.demonstrations)
+    rows = "".join(
+        f"<tr><td>{_e(d['source'])}</td><td>{_e(d['task_id'])}</td><td>{d['steps']:,}</td>"
+        f"<td>{_num(d['episode_return'])}</td><td>{_e(d['x_pos'])}</td>"
+        f"<td>{'yes' if d['flag_get'] else 'no'}</td></tr>"
+        for d in data.demonstrations
+    )
+    return "".join(
+        [
+            _note(
+                f"RLlib's BC cloned {len(data.demonstrations)} demonstration episodes "
+                f"({sum(d['steps'] for d in data.demonstrations):,} agent steps, {flags} reached "
+                f"the flag) for {len(data.bc_iterations)} iterations before any trial. BC costs "
+                "no env steps: each trial's curve starts at env step 0 from the clone its "
+                "bc_iterations names (0: from scratch, the sweep's own pure-RL control)."
+            ),
+            _image("imitation", pngs.get("imitation"), "BC loss, then PPO curves by BC budget"),
+            '<table id="demonstrations-table"><tr><th>source</th><th>task</th><th>steps</th>'
+            f"<th>return</th><th>furthest x_pos</th><th>flag</th></tr>{rows}</table>",
+        ]
+    )
+
+
 def _search_section(pngs: Mapping[str, bytes], importance: Importances) -> str:
     if "search-parallel" not in pngs:
         return _note("No trial with searched parameters yet.")
@@ -467,13 +496,14 @@ def render_html(
     confirmed: Sequence[ConfirmedConfig] = (),
 ) -> str:
     """The page: summary, confirmed configs, leaderboard, the best agent evaluated, learning
-    curves, search, population, ASHA, episode ends, health."""
+    curves, behaviour cloning, search, population, ASHA, episode ends, health."""
     evaluation = _evaluation_section(data) if data.evaluations else _note("No evaluation yet.")
     sections = [
         ("confirmed", "Confirmed configs", _confirmed_section(confirmed, data, pngs)),
         ("leaderboard", "Leaderboard", _leaderboard_table(data)),
         ("evaluation", "The best agent, evaluated", evaluation),
         ("curves", "Learning curves", _curves_section(data, pngs)),
+        ("imitation", "Behaviour cloning", _imitation_section(data, pngs)),
         ("search", "Search", _search_section(pngs, importance)),
         ("population", "Population (PBT)", _population_section(data, pngs)),
         ("asha", "ASHA rungs", _asha_section(data)),

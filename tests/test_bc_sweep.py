@@ -17,10 +17,13 @@ from algos.imitation import clone_weights
 from envs import register_mario_env, validate_env_config
 from envs.config import training_env_config
 from envs.demonstrations import DemoRecorder
+from sweeps import figures
+from sweeps.queries import read_sweep
 from tests.databases import create_database
 from tests.helpers import (
     SCRIPTED_ENV,
     assert_nothing_written,
+    gids,
     rows,
     run_sweep,
     scripted_play,
@@ -108,6 +111,13 @@ def test_a_bc_sweep_clones_once_stores_what_it_learned_from_and_searches_the_bud
     assert set(started) <= {0, 10, 20, 40}
     [(demos,)] = rows(db_url, "SELECT settings->>'demos' FROM mario_sweeps.sweeps")
     assert demos == str(bc_sweep.demos)
+
+    # The report draws the BC stage and each trial from its clone on the env-step axis.
+    drawn = gids(figures.imitation(read_sweep(db_url, NAME)))
+    assert "bc_loss" in drawn and "bc_kept" in drawn
+    assert sorted(int(g.rsplit(":", 1)[1]) for g in drawn if g.startswith("bc:")) == started
+    page = (bc_sweep.state / "ray_results" / NAME / f"{NAME}.html").read_text(encoding="utf-8")
+    assert '<section id="imitation">' in page and page.count("<tr><td>person:script</td>") == 3
 
 
 @pytest.mark.slow

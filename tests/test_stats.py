@@ -125,6 +125,12 @@ def write_confirmed_sweep(db_url: str, name: str = "known", seeds: int = 8) -> N
                     status="terminated",
                     final_metric=float(rng.normal(mean, sd)),
                 )
+                for k, steps in enumerate((250, 500, 1_000), start=1):
+                    flags = 0.5 if trial == "good" and steps >= 500 else 0.0
+                    store.write_iteration(
+                        f"{trial}-{seed}",
+                        {"training_iteration": k, "env_steps_lifetime": steps, "flag_rate": flags},
+                    )
         store.finish_sweep("finished")
 
 
@@ -150,6 +156,9 @@ def test_confirmed_configs_rank_by_iqm_and_compare_gives_the_known_verdicts(fres
     out = capsys.readouterr().out
     assert "verdict: known:good better than known:bad" in out
     assert "config of good, 8 confirm runs" in out and "P(A > B) 1.00" in out
+    # Env steps to the first training flag: good flags at 500; bad never, counted at the budget.
+    assert "first flag in training: 500 [500, 500] env steps (never: 0 of 8" in out
+    assert "first flag in training: 1,000 [1,000, 1,000] env steps (never: 8 of 8" in out
 
     assert compare.main(["known:good", "known:same", "--db-url", fresh_db_url]) == 0
     assert "verdict: no detectable difference at N=8 seeds" in capsys.readouterr().out
