@@ -135,6 +135,13 @@ VARIANTS["flag-sticky-bc"] = replace(
     "leaves the value head untrained; its first errors should not overwrite the cloned convs)",
 )
 
+VARIANTS["flag-bc"] = replace(
+    VARIANTS["flag"],
+    hparams={**VARIANTS["flag"].hparams, "vf_loss_coeff": 0.1},
+    clone=True,
+    doc="flag starting from behaviour cloning of --demos, value coefficient 0.1 (as flag-sticky-bc)",
+)
+
 
 EVAL_PROTOCOLS = (Protocol(), Protocol(sample=True))
 """The final policy is evaluated twice: greedy (the default protocol everywhere) and sampling,
