@@ -139,7 +139,7 @@ VARIANTS["flag-bc"] = replace(
     VARIANTS["flag"],
     hparams={**VARIANTS["flag"].hparams, "vf_loss_coeff": 0.1},
     clone=True,
-    doc="flag starting from behaviour cloning of --demos, value coefficient 0.1 (as flag-sticky-bc)",
+    doc="flag from behaviour cloning of --demos, value coefficient 0.1 (as flag-sticky-bc)",
 )
 
 
