@@ -17,7 +17,7 @@ import gc
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from algos.hparams import BC_RULES, check_hparams
 from algos.model import MarioPPOModule, mario_model_config
 from envs import MarioEnv, validate_env_config
 from envs.config import training_env_config
-from envs.demonstrations import COMPRESSED_COLUMNS, check_demonstrations
+from envs.demonstrations import COMPRESSED_COLUMNS, DemoEpisode, check_demonstrations
 
 __all__ = [
     "BC_DEFAULTS",
@@ -136,6 +136,10 @@ class Clone:
     policy_loss: list[float]
     seconds: float
     kept: dict[int, str]
+    demos: str = ""
+    """The demonstration directory it cloned, absolute."""
+    episodes: list[DemoEpisode] = field(default_factory=list)
+    """The episodes it cloned (the directory's manifest when BC started)."""
 
 
 def clone_weights(folder: str | Path, iterations: int) -> str:
@@ -158,6 +162,7 @@ def clone(
     one CPU that no argument reaches, and beside trials that hold every CPU BC waits forever."""
     budgets = sorted({k for k in keep if k > 0}) or [0]
     start, losses, kept = time.monotonic(), [], {}
+    episodes = check_demonstrations(demos, validate_env_config(training_env_config(env_config)))
     Path(folder).mkdir(parents=True, exist_ok=True)
     bc = bc_config(demos, env_config=env_config, hparams=hparams).build_algo()
     try:
@@ -169,7 +174,13 @@ def clone(
                 kept[iteration] = clone_weights(Path(folder).absolute(), iteration)
     finally:
         bc.stop()
-    done = Clone(policy_loss=losses, seconds=round(time.monotonic() - start, 1), kept=kept)
+    done = Clone(
+        policy_loss=losses,
+        seconds=round(time.monotonic() - start, 1),
+        kept=kept,
+        demos=str(Path(demos).absolute()),
+        episodes=episodes,
+    )
     Path(folder, CLONE_RECORD).write_text(json.dumps(asdict(done)))
     return done
 
@@ -184,4 +195,6 @@ def load_clone(folder: str | Path) -> Clone | None:
         policy_loss=record["policy_loss"],
         seconds=record["seconds"],
         kept={int(k): v for k, v in record["kept"].items()},
+        demos=record["demos"],
+        episodes=[DemoEpisode(**episode) for episode in record["episodes"]],
     )

@@ -522,8 +522,11 @@ def clone_all(
                 env_config=VARIANTS[name].env_config,
                 hparams={"seed": seed},
             )
-            bc = {"iterations": args.bc_iterations, **asdict(done)}
-            del bc["kept"]
+            bc = {
+                "iterations": args.bc_iterations,
+                "policy_loss": done.policy_loss,
+                "seconds": done.seconds,
+            }
             clones[name, seed] = (done.kept[args.bc_iterations], bc)
     return clones
 

@@ -13,9 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from algos.imitation import Clone, clone, load_clone
-from envs import validate_env_config
-from envs.config import training_env_config
-from envs.demonstrations import check_demonstrations
 from sweeps.options import Options, bc_budgets
 
 __all__ = ["clone_stage", "imitation_rows"]
@@ -34,7 +31,7 @@ def clone_stage(options: Options) -> Clone:
             env_config=options.env_config,
             hparams={**options.bc_hparams, "seed": options.sweep.seed},
         )
-    episodes = check_demonstrations(options.demos or "", _trainer_env(options))
+    episodes = done.episodes
     losses = done.policy_loss
     print(
         f"bc          {len(losses)} iterations on {len(episodes)} demonstration episodes "
@@ -50,10 +47,9 @@ def imitation_rows(options: Options) -> dict[str, list[dict[str, Any]]] | None:
     """The ``demonstrations`` and ``bc_iterations`` rows of the sweep's BC stage (None before it
     ran, or for a sweep without one)."""
     done = load_clone(options.clone_dir) if options.demos else None
-    if done is None or options.demos is None:
+    if done is None:
         return None
-    episodes = check_demonstrations(options.demos, _trainer_env(options))
-    folder = Path(options.demos).absolute()
+    folder = Path(done.demos)
     demonstrations = [
         {
             "eps_id": e.eps_id,
@@ -65,14 +61,10 @@ def imitation_rows(options: Options) -> dict[str, list[dict[str, Any]]] | None:
             "flag_get": e.flag_get,
             "path": str(folder / e.file),
         }
-        for e in episodes
+        for e in done.episodes
     ]
     bc_iterations = [
         {"iteration": k, "policy_loss": loss, "checkpoint": done.kept.get(k)}
         for k, loss in enumerate(done.policy_loss, start=1)
     ]
     return {"demonstrations": demonstrations, "bc_iterations": bc_iterations}
-
-
-def _trainer_env(options: Options):
-    return validate_env_config(training_env_config(options.env_config))
