@@ -13,7 +13,7 @@ from ray.rllib.core.rl_module.rl_module import RLModule
 
 from algos import ppo_config
 from algos.algorithms import MarioPPO
-from algos.imitation import clone_weights
+from algos.imitation import clone_weights, load_clone
 from envs import register_mario_env, validate_env_config
 from envs.config import training_env_config
 from envs.demonstrations import DemoRecorder
@@ -101,6 +101,12 @@ def test_a_bc_sweep_clones_once_stores_what_it_learned_from_and_searches_the_bud
     assert all(Path(path).is_dir() for path in kept.values())
     losses = [loss for _, loss, _ in iterations]
     assert np.mean(losses[-5:]) < np.mean(losses[:5])  # BC learned the script's actions
+    # What --resume reuses instead of cloning again: the same clones, the same episodes.
+    record = load_clone(bc_sweep.clones)
+    assert record is not None and record.kept == kept and record.policy_loss == losses
+    assert sorted(e.eps_id for e in record.episodes) == sorted(
+        eps_id for (eps_id,) in rows(db_url, "SELECT eps_id FROM mario_sweeps.demonstrations")
+    )
 
     budgets = rows(
         db_url,
