@@ -15,6 +15,7 @@ import psycopg2
 
 from envs import MarioEnv, validate_env_config
 from envs.config import training_env_config
+from envs.demonstrations import DemoRecorder
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -215,3 +216,14 @@ def scripted_play(seeds, recorder=None) -> list[tuple[np.ndarray, int]]:
             recorder.end(info)
     env.close()
     return steps
+
+
+def record_two_frame_stacks(demos: Path) -> Path:
+    """A one-step demonstration recorded with frame stack 2: foreign to every default trainer."""
+    recorder = DemoRecorder(
+        demos, validate_env_config({"frame_stack": 2, "action_set": "right_only"}), source="t"
+    )
+    recorder.begin(np.zeros((84, 84, 2), np.uint8))
+    recorder.step(1, 0.0, np.zeros((84, 84, 2), np.uint8), True, False)
+    recorder.end({"task_id": "SuperMarioBros-1-1-v0", "x_pos_max": 40, "flag_get": False})
+    return demos

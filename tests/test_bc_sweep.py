@@ -24,6 +24,7 @@ from tests.helpers import (
     SCRIPTED_ENV,
     assert_nothing_written,
     gids,
+    record_two_frame_stacks,
     rows,
     run_sweep,
     scripted_play,
@@ -154,13 +155,7 @@ def test_a_trial_config_naming_a_budget_starts_from_that_clone(bc_sweep, ray_ses
 def test_demonstrations_of_another_frame_stack_are_refused_before_anything_is_written(
     fresh_db_url, tmp_path
 ):
-    demos = tmp_path / "demos"
-    recorder = DemoRecorder(
-        demos, validate_env_config({"frame_stack": 2, "action_set": "right_only"}), source="t"
-    )
-    recorder.begin(np.zeros((84, 84, 2), np.uint8))
-    recorder.step(1, 0.0, np.zeros((84, 84, 2), np.uint8), True, False)
-    recorder.end({"task_id": "SuperMarioBros-1-1-v0", "x_pos_max": 40, "flag_get": False})
+    demos = record_two_frame_stacks(tmp_path / "demos")
 
     done = run_sweep(
         "sweeps/bc_ppo.py",

@@ -16,7 +16,7 @@ from algos.imitation import bc_config, module_weights
 from envs import register_mario_env, validate_env_config
 from envs.config import training_env_config
 from envs.demonstrations import DemoError, DemoRecorder
-from tests.helpers import JUMP, RUN, scripted_play
+from tests.helpers import JUMP, RUN, record_two_frame_stacks, scripted_play
 from tests.helpers import SCRIPTED_ENV as ENV
 
 BC_ITERATIONS = 8
@@ -89,12 +89,6 @@ def test_ppo_starts_from_the_cloned_weights_and_plays_like_the_clone(cloned):
 
 
 def test_bc_refuses_demonstrations_of_another_frame_stack(tmp_path):
-    demos = tmp_path / "demos"
-    recorder = DemoRecorder(
-        demos, validate_env_config({"frame_stack": 2, "action_set": "right_only"}), source="t"
-    )
-    recorder.begin(np.zeros((84, 84, 2), np.uint8))
-    recorder.step(1, 0.0, np.zeros((84, 84, 2), np.uint8), True, False)
-    recorder.end({"task_id": "SuperMarioBros-1-1-v0", "x_pos_max": 40, "flag_get": False})
+    demos = record_two_frame_stacks(tmp_path / "demos")
     with pytest.raises(DemoError, match="recorded with frame_stack 2; the trainer's is 4"):
         bc_config(demos)
