@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ray.data import ActorPoolStrategy
 from ray.rllib.algorithms.bc import BC, BCConfig
 from ray.rllib.core import (
     COMPONENT_LEARNER,
@@ -102,9 +103,17 @@ def bc_config(
             dataset_num_iters_per_learner=hp.pop("dataset_num_iters_per_learner"),
             # Ray Data reads and maps on tasks and an actor of 1 CPU each by default: beside a
             # trial that already holds its CPUs they never schedule and BC waits forever. They
-            # decompress a few frames a batch; a quarter CPU each is plenty, and one mapper.
-            input_read_method_kwargs={"ray_remote_args": {"num_cpus": DATA_CPUS}},
-            map_batches_kwargs={"concurrency": 1, "num_cpus": DATA_CPUS},
+            # decompress a few frames a batch; a quarter CPU each is plenty, and one mapper
+            # (``compute``: RLlib's default ``concurrency`` is deprecated since Ray 2.51). The
+            # mapper is not restarted: Ray logs an error line for any restartable actor whose
+            # constructor arguments (here RLlib's module spec) travel through the object store.
+            input_read_method_kwargs={"num_cpus": DATA_CPUS},
+            map_batches_kwargs={
+                "concurrency": None,
+                "compute": ActorPoolStrategy(size=1),
+                "num_cpus": DATA_CPUS,
+                "max_restarts": 0,
+            },
         )
     )
     spaces.close()

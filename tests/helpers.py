@@ -3,6 +3,7 @@ directory), reading the results database, and the report's figure ids."""
 
 import atexit
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -227,3 +228,11 @@ def record_two_frame_stacks(demos: Path) -> Path:
     recorder.step(1, 0.0, np.zeros((84, 84, 2), np.uint8), True, False)
     recorder.end({"task_id": "SuperMarioBros-1-1-v0", "x_pos_max": 40, "flag_get": False})
     return demos
+
+
+CONSOLE_NOISE = re.compile(
+    r"(^|\] )E \d|\bE \d+ \d+\]|Traceback|Exception ignored|deprecat|Install gputil"
+    r"|new API stack|reinit|RuntimeDirWarning"
+)
+"""An error-level line of Ray's C++ logging, a traceback, a deprecation, a warning about the
+machine or a hint for Ray's developers: what reads as a failure to a newcomer."""

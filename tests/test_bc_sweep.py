@@ -21,6 +21,7 @@ from sweeps import figures
 from sweeps.queries import read_sweep
 from tests.databases import create_database
 from tests.helpers import (
+    CONSOLE_NOISE,
     SCRIPTED_ENV,
     assert_nothing_written,
     gids,
@@ -85,6 +86,8 @@ def test_a_bc_sweep_clones_once_stores_what_it_learned_from_and_searches_the_bud
     [line] = [line for line in bc_sweep.done.stdout.splitlines() if line.startswith("bc ")]
     assert "40 iterations on 3 demonstration episodes" in line and "no env steps" in line
     assert "trials start from iterations 0, 10, 20, 40" in line
+    console = bc_sweep.done.stdout + bc_sweep.done.stderr
+    assert [line for line in console.splitlines() if CONSOLE_NOISE.search(line)] == []
 
     demonstrations = rows(
         db_url, "SELECT source, steps, path, flag_get FROM mario_sweeps.demonstrations"

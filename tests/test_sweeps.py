@@ -22,6 +22,7 @@ from sweeps.spec import PPO_SMOKE, Asha
 from tests import wandb_files
 from tests.conftest import SMOKE_PASSWORD
 from tests.helpers import (
+    CONSOLE_NOISE,
     REPO,
     TRIAL_FIGURES,
     assert_nothing_written,
@@ -187,14 +188,6 @@ def test_a_password_in_the_db_url_reaches_no_file_row_or_console_line(smoke_swee
         )
         assert text and SMOKE_PASSWORD not in text, table
     assert SMOKE_PASSWORD not in smoke_sweep.output and "postgres:***@" in smoke_sweep.output
-
-
-CONSOLE_NOISE = re.compile(
-    r"(^|\] )E \d|\bE \d+ \d+\]|Traceback|Exception ignored|deprecat|Install gputil"
-    r"|new API stack|reinit|RuntimeDirWarning"
-)
-"""An error-level line of Ray's C++ logging, a traceback, a deprecation, a warning about the
-machine or a hint for Ray's developers: what reads as a failure to a newcomer."""
 
 
 @pytest.mark.slow
