@@ -16,6 +16,7 @@ trial (RLlib's example: lr 2e-5, ``vf_loss_coeff`` 0.01).
 import gc
 import json
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,6 +49,14 @@ __all__ = [
     "load_clone",
     "module_weights",
 ]
+
+# Ray Data 2.60 takes an actor's ``max_restarts`` only through ``ray_remote_args`` (or
+# ``ray_remote_args_fn``), both deprecated for 2.64 with a warning at every BC run; without it
+# Ray logs an error line for the restartable mapper (see ``bc_config``). Silence that one
+# warning, where RLlib passes our kwargs on, until Ray offers the named argument.
+warnings.filterwarnings(
+    "ignore", message="`ray_remote_args` is deprecated", module="ray.rllib.offline.offline_data"
+)
 
 DATA_CPUS = 0.25
 """CPUs each of BC's Ray Data tasks and its mapping actor reserve."""
