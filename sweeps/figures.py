@@ -570,6 +570,8 @@ def imitation(data: SweepData) -> Figure:
             curve["metric"],
             color=shade[budget],
             lw=1.2,
+            marker="o",  # a trial ASHA stopped after one iteration is one point
+            ms=3,
             label=f"bc_iterations {budget}",
             gid=f"bc:{trial['trial_id']}:{budget}",
         )
