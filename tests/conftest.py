@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.databases import create_database
+from tests.helpers import SMOKE_PASSWORD, run_sweep
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -51,11 +52,6 @@ def ray_session():
     ray.shutdown()
 
 
-SMOKE_PASSWORD = "smoke-Secret-pw"
-"""In the smoke sweep's --db-url (the embedded server trusts any password): no file, row or log
-line may hold it."""
-
-
 @dataclass(frozen=True)
 class SmokeSweep:
     done: subprocess.CompletedProcess
@@ -80,8 +76,6 @@ def smoke_sweep(postgres_server, tmp_path_factory) -> SmokeSweep:
     under Optuna and ASHA, the best checkpoint evaluated (2 episodes, video), the confirm stage
     (top 2 configs x 2 seeds), W&B offline files and the report; launched with a password in its
     --db-url. Tests that add rows (``sweeps.confirm`` again) come last in their file."""
-    from tests.helpers import run_sweep
-
     db_url = create_database(postgres_server)
     state = tmp_path_factory.mktemp("smoke-sweep")
     done = run_sweep(
@@ -101,3 +95,37 @@ def smoke_sweep(postgres_server, tmp_path_factory) -> SmokeSweep:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return SmokeSweep(done=done, db_url=db_url, state=state / "state")
+
+
+LONGEST_FIRST = (
+    "test_ctrl_c_sigterm_and_sigkill_each_stop_a_sweep",
+    "READS_THE_SMOKE_SWEEP",
+    "test_an_interrupted_pb2_sweep_resumes",
+    "tests/test_cluster.py",
+    "test_run_reports_every_row_ratio",
+    "test_learning_benchmark_prints_a_curve",
+    "tests/test_report.py",
+    "tests/test_algos.py",
+    "test_asha_stops_the_trials",
+    "tests/test_bc_sweep.py",
+    "test_learning_benchmark_starts_a_clone_variant",
+)
+"""The longest tests and groups (``--durations=0``, serial: 340, 300, 200, 170, 150, 120, 140,
+120, 90, 90, 80 s), in the order two workers should start them so that they end together.
+"""
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``-n``), hand out the longest tests first, then the other slow ones,
+    then the quick ones that fill the gaps. A serial run keeps the files' order."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+
+    def rank(item: pytest.Item) -> int:
+        groups = {m.args[0] for m in item.iter_markers("xdist_group")}
+        names = {item.nodeid, *(f"READS_THE_{g.upper()}" for g in groups)}
+        found = (i for i, key in enumerate(LONGEST_FIRST) if any(key in n for n in names))
+        return next(found, len(LONGEST_FIRST) + (item.get_closest_marker("slow") is None))
+
+    items.sort(key=rank)

@@ -20,6 +20,10 @@ from envs.demonstrations import DemoRecorder
 
 REPO = Path(__file__).resolve().parents[1]
 
+SMOKE_PASSWORD = "smoke-Secret-pw"
+"""In the smoke sweep's --db-url (the embedded server trusts any password): no file, row or log
+line may hold it."""
+
 
 def sweep_env(tmp_path: Path) -> dict:
     """A sweep's environment: its own state directory, and the session's Ray head to join."""
@@ -134,12 +138,16 @@ def driver_output(tmp_path: Path) -> str:
     return (tmp_path / "driver.log").read_text()[-3000:]
 
 
-def wait_for_iterations(db_url: str, driver: subprocess.Popen, count: int) -> None:
+def wait_for_iterations(db_url: str, driver: subprocess.Popen, iteration: int) -> None:
+    """Until some trial has stored ``iteration`` training iterations."""
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and driver.poll() is None:
         if (
             sweep_rows(db_url)
-            and rows(db_url, "SELECT count(*) FROM mario_sweeps.iterations")[0][0] >= count
+            and rows(
+                db_url, "SELECT coalesce(max(training_iteration), 0) FROM mario_sweeps.iterations"
+            )[0][0]
+            >= iteration
         ):
             return
         time.sleep(0.5)

@@ -16,6 +16,8 @@ from callbacks.periodic_evaluation import periodic_evaluation
 from callbacks.records import EPISODES_KEY, EVAL_CHECKPOINT_SCORE, EVALUATION_KEY, metric_key
 from envs import EnvConfigError, register_mario_env
 
+pytestmark = pytest.mark.xdist_group("algos")  # one worker builds its module fixtures
+
 TINY_ENV = {"max_episode_steps": 60}
 TINY_PPO = {
     "train_batch_size_per_learner": 128,

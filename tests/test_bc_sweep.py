@@ -31,6 +31,8 @@ from tests.helpers import (
     scripted_play,
 )
 
+pytestmark = pytest.mark.xdist_group("bc_sweep")  # one worker builds its module fixtures
+
 NAME = "bc-smoke"
 
 

@@ -79,6 +79,7 @@ def test_run_reports_every_row_ratio_and_memory_figure_as_json_and_table():
         "--json",
         *("--seconds", "1", "--rounds", "1", "--iterations", "1", "--dqn-iterations", "1"),
         *("--train-batch", "256", "--envs-per-runner", "2", "--dqn-learning-starts", "200"),
+        *("--cores", "1"),  # one env runner per trainer: the rows, not the machine, are tested
         timeout=180,
     )
     report = json.loads(stdout)

@@ -27,7 +27,7 @@ import pytest
 
 from tests.helpers import free_port
 
-pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.xdist_group("cluster")]
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "cluster" / "local_cluster.sh"

@@ -13,6 +13,8 @@ from algos.evaluate import main as evaluate_main
 from envs import MarioEnv, register_mario_env, validate_env_config
 from envs.demonstrations import MANIFEST, DemoError, DemoRecorder, check_demonstrations
 
+pytestmark = pytest.mark.xdist_group("demonstrations")  # one worker builds its module fixtures
+
 TINY_ENV = {"max_episode_steps": 60}
 ROW_COLUMNS = [
     Columns.EPS_ID,

@@ -19,6 +19,8 @@ from envs.demonstrations import DemoError, DemoRecorder
 from tests.helpers import JUMP, RUN, record_two_frame_stacks, scripted_play
 from tests.helpers import SCRIPTED_ENV as ENV
 
+pytestmark = pytest.mark.xdist_group("imitation")  # one worker builds its module fixtures
+
 BC_ITERATIONS = 8
 
 

@@ -15,6 +15,8 @@ from ray.rllib.core.columns import Columns
 from envs.play import action_for
 from tests.helpers import REPO
 
+pytestmark = pytest.mark.xdist_group("play")  # one worker builds its module fixtures
+
 RIGHT, RIGHT_JUMP = 1, 2  # in the trainers' right_only set
 
 

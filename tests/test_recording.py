@@ -25,6 +25,8 @@ from callbacks.wandb_logger import MarioWandbLoggerCallback
 from envs import register_mario_env
 from tests import wandb_files
 
+pytestmark = pytest.mark.xdist_group("recording")  # one worker builds its module fixtures
+
 PASSWORD = "hunter2-" + uuid.uuid4().hex[:6]
 ITERATIONS = 3
 METRIC = "mario/x_pos_smoothed"

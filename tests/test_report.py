@@ -32,6 +32,8 @@ from sweeps.schedule import Schedule
 from tests.databases import create_database
 from tests.helpers import TRIAL_FIGURES, gids, trials_in
 
+pytestmark = pytest.mark.xdist_group("report")  # one worker builds its module fixtures
+
 REPO = Path(__file__).resolve().parents[1]
 METRIC = "mario/x_pos_smoothed"
 SEARCH_SPACE = {

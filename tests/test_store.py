@@ -34,6 +34,8 @@ from callbacks.store.schema import SCHEMA_VERSION, current_version, migrate, pre
 from callbacks.store.store import ResultsStore
 from callbacks.store.tables import iteration_row, json_safe
 
+pytestmark = pytest.mark.xdist_group("store")  # one worker builds its module fixtures
+
 WRITER_LOGGER = "callbacks.store.outbox"
 PASSWORD_ROLE = "mario_pw_test"
 RIGHT_PASSWORD = "right-horse-battery"

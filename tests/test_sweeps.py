@@ -1,7 +1,8 @@
 """The product's front door: sweep scripts run end to end as users run them (subprocesses).
 
 Each sweep gets its own real PostgreSQL database and state directory; W&B writes offline files.
-Sweeps start their own local Ray, so these tests never share the session's Ray instance.
+Sweeps join one Ray head per test process (``tests.helpers.shared_ray_head``), as a user's
+sweeps join a cluster.
 """
 
 import os
@@ -20,10 +21,10 @@ from sweeps.ppo_lr_entropy import SWEEP as PPO_SWEEP
 from sweeps.runner import main
 from sweeps.spec import PPO_SMOKE, Asha
 from tests import wandb_files
-from tests.conftest import SMOKE_PASSWORD
 from tests.helpers import (
     CONSOLE_NOISE,
     REPO,
+    SMOKE_PASSWORD,
     TRIAL_FIGURES,
     assert_nothing_written,
     driver_output,
@@ -38,8 +39,13 @@ from tests.helpers import (
     wait_for_new_training,
 )
 
+# Under pytest-xdist, the tests that read one sweep run on the worker that ran it.
+READS_THE_SMOKE_SWEEP = pytest.mark.xdist_group("smoke_sweep")
+READS_THE_SCHEDULE_SWEEP = pytest.mark.xdist_group("schedule_sweep")
+
 
 @pytest.mark.slow
+@READS_THE_SMOKE_SWEEP
 def test_ppo_smoke_sweep_records_its_search_then_confirms_the_top_configs_over_seeds(
     smoke_sweep,
 ):
@@ -133,6 +139,7 @@ def assert_the_confirm_stage_reran_the_top_two_configs(db_url, sweep_id, stdout)
 
 
 @pytest.mark.slow
+@READS_THE_SMOKE_SWEEP
 def test_a_sweep_ends_by_evaluating_its_best_checkpoint_with_rows_a_video_and_w_and_b(
     smoke_sweep,
 ):
@@ -175,6 +182,7 @@ def test_a_sweep_ends_by_evaluating_its_best_checkpoint_with_rows_a_video_and_w_
 
 
 @pytest.mark.slow
+@READS_THE_SMOKE_SWEEP
 def test_a_password_in_the_db_url_reaches_no_file_row_or_console_line(smoke_sweep):
     """Files of every kind (W&B run files with the command line, Tune's pickles, checkpoints,
     the report) and every row of our tables; the console shows it masked."""
@@ -191,6 +199,7 @@ def test_a_password_in_the_db_url_reaches_no_file_row_or_console_line(smoke_swee
 
 
 @pytest.mark.slow
+@READS_THE_SMOKE_SWEEP
 def test_a_smoke_sweeps_console_has_no_error_lines_tracebacks_or_deprecation_notices(smoke_sweep):
     """What a newcomer reads: Ray's and W&B's own noise stays out of the workers' output (a real
     error still shows: the failing-trial tests read it), and W&B's sync hint names the storage
@@ -207,6 +216,7 @@ def test_a_smoke_sweeps_console_has_no_error_lines_tracebacks_or_deprecation_not
 
 
 @pytest.mark.slow
+@READS_THE_SMOKE_SWEEP
 def test_the_drivers_own_console_has_no_error_lines(smoke_sweep):
     noise = [line for line in smoke_sweep.output.splitlines() if CONSOLE_NOISE.search(line)]
     assert noise == []
@@ -636,12 +646,12 @@ INTERRUPTIBLE = [
     "--max-concurrent",
     "2",
     "--max-env-steps",
-    "9000",
+    "6144",
     "--name",
     "interruptible",
 ]
-"""Two trials of 35 smoke iterations: still running after 24 (ASHA may have cut one at its first
-rung) and two more interruptions, and quick to finish on the last --resume."""
+"""Two trials of 24 smoke iterations: still running when one has 11 (ASHA may have cut the other at
+its first rung) and through two more interruptions of 512 env steps each."""
 
 
 @pytest.mark.slow
@@ -656,7 +666,7 @@ def test_ctrl_c_sigterm_and_sigkill_each_stop_a_sweep_that_resumes_as_if_never_i
     driver = start_sweep(args, tmp_path)
     try:
         # Past a trial checkpoint (every 10 iterations) and ASHA's 2,000-step rung (iteration 8).
-        wait_for_iterations(fresh_db_url, driver, 24)
+        wait_for_iterations(fresh_db_url, driver, 11)
         os.killpg(driver.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         interrupted_at = time.monotonic()
         driver.wait(timeout=120)
@@ -865,6 +875,7 @@ EVAL_EVERY = 256
 
 
 @pytest.mark.slow
+@READS_THE_SCHEDULE_SWEEP
 def test_a_sweep_searches_a_schedule_shape_and_every_trial_trains_on_its_schedule(
     schedule_sweep,
 ):
@@ -890,6 +901,7 @@ def test_a_sweep_searches_a_schedule_shape_and_every_trial_trains_on_its_schedul
 
 
 @pytest.mark.slow
+@READS_THE_SCHEDULE_SWEEP
 def test_trials_evaluated_during_training_keep_the_checkpoint_that_played_best(schedule_sweep):
     """--eval-every: each trial plays where its env steps cross a multiple of the interval, the
     episodes are stored with the env steps and the checkpoint Tune saved there, every result
@@ -943,6 +955,7 @@ FROM mario_sweeps.iterations WHERE trial_id = %s ORDER BY training_iteration
 
 
 @pytest.mark.slow
+@READS_THE_SMOKE_SWEEP
 def test_confirming_again_with_a_third_seed_runs_only_the_missing_pairs_and_compares_them(
     smoke_sweep, tmp_path
 ):
