@@ -121,6 +121,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     then the quick ones that fill the gaps. A serial run keeps the files' order."""
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         return
+    for item in items:
+        if item.get_closest_marker("xdist_group") and "@" not in item.nodeid:
+            raise pytest.UsageError(
+                f"{item.nodeid}: its xdist_group did not reach the scheduler, so each worker "
+                "would build the shared fixtures again; allowed: --dist loadgroup, pytest<9.2"
+            )
 
     def rank(item: pytest.Item) -> int:
         groups = {m.args[0] for m in item.iter_markers("xdist_group")}
