@@ -99,7 +99,7 @@ def smoke_sweep(postgres_server, tmp_path_factory) -> SmokeSweep:
 
 LONGEST_FIRST = (
     "test_ctrl_c_sigterm_and_sigkill_each_stop_a_sweep",
-    "READS_THE_SMOKE_SWEEP",
+    "@smoke_sweep",
     "test_an_interrupted_pb2_sweep_resumes",
     "tests/test_cluster.py",
     "test_run_reports_every_row_ratio",
@@ -110,9 +110,9 @@ LONGEST_FIRST = (
     "tests/test_bc_sweep.py",
     "test_learning_benchmark_starts_a_clone_variant",
 )
-"""The longest tests and groups (``--durations=0``, serial: 340, 300, 200, 170, 150, 120, 140,
-120, 90, 90, 80 s), in the order two workers should start them so that they end together.
-"""
+"""Parts of the node ids (a group's ends in ``@group``) of the longest tests and groups
+(``--durations=0``, serial: 340, 300, 200, 170, 150, 120, 140, 120, 90, 90, 80 s), in the order
+two workers should start them so that they end together."""
 
 
 @pytest.hookimpl(trylast=True)
@@ -129,9 +129,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             )
 
     def rank(item: pytest.Item) -> int:
-        groups = {m.args[0] for m in item.iter_markers("xdist_group")}
-        names = {item.nodeid, *(f"READS_THE_{g.upper()}" for g in groups)}
-        found = (i for i, key in enumerate(LONGEST_FIRST) if any(key in n for n in names))
+        found = (i for i, key in enumerate(LONGEST_FIRST) if key in item.nodeid)
         return next(found, len(LONGEST_FIRST) + (item.get_closest_marker("slow") is None))
 
     items.sort(key=rank)
