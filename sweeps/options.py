@@ -71,6 +71,8 @@ _WANDB_PROJECT = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 ADDRESS = re.compile(r"auto|local|ray://[^\s/:]+:\d{1,5}|[^\s/:]+:\d{1,5}")
 MAX_ENV_STEPS = 10**12
 """Far beyond any run (1M steps take a day here) and safe in PostgreSQL's bigint."""
+MAX_ITERATIONS = 10**9
+"""Training iterations between checkpoints: beyond that a trial checkpoints at its end only."""
 PASSWORD_ADVICE = "put database passwords in PGPASSWORD or ~/.pgpass, not in --db-url"
 MAX_TOP = 100
 """Configs a confirm stage may re-run."""
@@ -224,6 +226,12 @@ def _parser(sweep: Sweep) -> argparse.ArgumentParser:
         "--max-env-steps",
         type=int,
         help=f"env-step budget per trial (default {sweep.max_env_steps})",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        help="training iterations between a trial's checkpoints, where a restore or --resume "
+        f"picks it up (default {sweep.checkpoint_every}; a trial also checkpoints at its end)",
     )
     add_connection_flags(p, max_concurrent=sweep.max_concurrent)
     p.add_argument(
@@ -384,8 +392,11 @@ def parse_options(sweep: Sweep, argv: list[str] | None = None, *, name_suffix: s
     else:
         assert base.num_samples is not None  # ASHA's: a Sweep with asha has it (__post_init__)
         num_samples = count("--num-samples", args.num_samples, base.num_samples, high=100_000)
+    checkpoint_every = count(
+        "--checkpoint-every", args.checkpoint_every, sweep.checkpoint_every, high=MAX_ITERATIONS
+    )
     options = Options(
-        sweep=sweep,
+        sweep=replace(sweep, checkpoint_every=checkpoint_every),
         name=name,
         num_samples=num_samples,
         max_env_steps=max_env_steps,

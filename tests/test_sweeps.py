@@ -5,6 +5,7 @@ Sweeps join one Ray head per test process (``tests.helpers.shared_ray_head``), a
 sweeps join a cluster.
 """
 
+import json
 import os
 import re
 import signal
@@ -33,6 +34,7 @@ from tests.helpers import (
     run_module,
     run_sweep,
     start_sweep,
+    sweep_env,
     sweep_rows,
     trials_in,
     wait_for_iterations,
@@ -384,6 +386,7 @@ def test_asha_stops_the_trials_that_cannot_learn_and_records_why(fresh_db_url, t
         (["--num-samples", "0"], "--num-samples 0 is not allowed; allowed: an integer in [1, "),
         (["--max-env-steps", "-5"], "--max-env-steps -5 is not allowed"),
         (["--max-concurrent", "0"], "--max-concurrent 0 is not allowed"),
+        (["--checkpoint-every", "0"], "--checkpoint-every 0 is not allowed; allowed: an integer"),
         (["--wandb-mode", "loud"], "--wandb-mode 'loud' is not allowed; allowed: offline, online"),
         (["--name", "bad name!"], "--name 'bad name!' is not allowed"),
         (["--address", "not an address"], "--address 'not an address' is not allowed"),
@@ -626,17 +629,46 @@ def test_bad_cli_value_exits_non_zero_as_a_script(tmp_path):
     assert done.returncode == 2 and "--num-samples -1 is not allowed" in done.stderr
 
 
+HELP_OF_EACH = """
+import contextlib, io, json, runpy, sys
+helps = {}
+for script in sys.argv[1:]:
+    sys.argv, out = [script, "--help"], io.StringIO()
+    with contextlib.redirect_stdout(out):
+        try:
+            runpy.run_path(script, run_name="__main__")
+            code = None
+        except SystemExit as exit:
+            code = exit.code
+    helps[script] = [code, out.getvalue()]
+print(json.dumps(helps))
+"""
+"""Runs each script as ``python SCRIPT --help`` would (its ``__main__``), in one process: one
+import of Ray, RLlib and torch instead of one per script."""
+
+
 def test_every_sweep_script_has_help(tmp_path):
     entry = re.compile(
         r"^from sweeps\.(runner import main|compare import run_and_compare)$", re.MULTILINE
     )
     scripts = [p for p in sorted((REPO / "sweeps").glob("*.py")) if entry.search(p.read_text())]
     assert len(scripts) >= 3
+    done = subprocess.run(
+        [sys.executable, "-c", HELP_OF_EACH, *map(str, scripts)],
+        cwd=REPO,
+        env=sweep_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    helps = json.loads(done.stdout)
     for script in scripts:
-        done = run_sweep(f"sweeps/{script.name}", "--help", tmp_path=tmp_path, timeout=120)
-        assert done.returncode == 0 and "--num-samples" in done.stdout, script.name
+        code, text = helps[str(script)]
+        assert code == 0 and "--num-samples" in text, script.name
 
 
+CHECKPOINT_EVERY = 3
 INTERRUPTIBLE = [
     "--smoke",
     "--confirm-top",
@@ -646,12 +678,15 @@ INTERRUPTIBLE = [
     "--max-concurrent",
     "2",
     "--max-env-steps",
-    "6144",
+    "3584",
+    "--checkpoint-every",
+    str(CHECKPOINT_EVERY),
     "--name",
     "interruptible",
 ]
-"""Two trials of 24 smoke iterations: still running when one has 11 (ASHA may have cut the other at
-its first rung) and through two more interruptions of 512 env steps each."""
+"""Two trials of 14 smoke iterations, checkpointed every 3: still running when one has 4 (ASHA may
+have cut the other at its first rung) and through two more interruptions of 512 env steps each,
+each resume picking the trials up from their last checkpoint."""
 
 
 @pytest.mark.slow
@@ -665,8 +700,8 @@ def test_ctrl_c_sigterm_and_sigkill_each_stop_a_sweep_that_resumes_as_if_never_i
     args = [*INTERRUPTIBLE, "--db-url", fresh_db_url, "--wandb-mode", "offline"]
     driver = start_sweep(args, tmp_path)
     try:
-        # Past a trial checkpoint (every 10 iterations) and ASHA's 2,000-step rung (iteration 8).
-        wait_for_iterations(fresh_db_url, driver, 11)
+        # Past a trial checkpoint (iteration 3) and ASHA's 1,000-step rung (iteration 4).
+        wait_for_iterations(fresh_db_url, driver, CHECKPOINT_EVERY + 1)
         os.killpg(driver.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         interrupted_at = time.monotonic()
         driver.wait(timeout=120)
@@ -678,6 +713,8 @@ def test_ctrl_c_sigterm_and_sigkill_each_stop_a_sweep_that_resumes_as_if_never_i
     assert took < 60, f"one Ctrl-C took {took:.0f} s to end the sweep"
     [(sweep_id, _, status)] = sweep_rows(fresh_db_url)
     assert status == "interrupted"
+    [(every,)] = rows(fresh_db_url, "SELECT settings->>'checkpoint_every' FROM mario_sweeps.sweeps")
+    assert int(every) == CHECKPOINT_EVERY
     states = rows(
         fresh_db_url, "SELECT status FROM mario_sweeps.trials WHERE sweep_id = %s", sweep_id
     )
@@ -783,9 +820,10 @@ def assert_resumed_trials_reported_and_were_judged_as_if_never_interrupted(
             " GROUP BY t.stop_reason",
             trial_id,
         )
-        # It trained on after --resume from its checkpoint of iteration 10: iteration 11 was
+        # It trained on after --resume from its first checkpoint: the iteration after it was
         # the first one after the restore.
-        if final_steps > pre_max and 11 in checked and pre_max >= checked[10]:
+        first = CHECKPOINT_EVERY
+        if final_steps > pre_max and first + 1 in checked and pre_max >= checked[first]:
             restored_from_a_checkpoint += 1
         if reason == "asha" and final_steps > pre_max:
             rungs = [250 * 2**k for k in range(5)]
