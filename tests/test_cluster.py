@@ -197,7 +197,7 @@ def test_sweep_runs_trials_on_both_nodes_and_stores_their_rows(
     name = f"cluster_smoke_{uuid.uuid4().hex[:8]}"
     sweep = ["python", "sweeps/ppo_lr_entropy.py", "--smoke", "--db-url", fresh_db_url]
     sweep += ["--num-samples", "2", "--max-concurrent", "2", "--wandb-mode", "disabled"]
-    sweep += ["--confirm-top", "0"]
+    sweep += ["--confirm-top", "0", "--max-env-steps", "256"]  # one iteration per trial
     sweep += ["--name", name, "--storage-path", str(tmp_path / "ray_results")]
     done = local_cluster.script(
         "submit", "--submission-id", submission_id, "--", *sweep, timeout=1500
