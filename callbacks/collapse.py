@@ -13,10 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 from ray.tune.stopper import Stopper
 
-from callbacks.records import COLLAPSE_PEAK_KEY, STOP_REASON_KEY, lookup
+from callbacks.records import COLLAPSE_PEAK_KEY, ENV_STEPS_KEY, STOP_REASON_KEY, lookup
 
 __all__ = ["Collapse", "CollapseDetector", "SweepStopper", "stop_reason"]
 
@@ -103,7 +102,7 @@ class SweepStopper(Stopper):
         CollapseDetector(self.collapse, self.mode)  # validates the mode
 
     def __call__(self, trial_id: str, result: dict) -> bool:
-        steps = result.get(NUM_ENV_STEPS_SAMPLED_LIFETIME) or 0
+        steps = result.get(ENV_STEPS_KEY) or 0
         reason = "completed" if steps >= self.max_env_steps else None
         value = lookup(result, self.metric)
         if value is not None:

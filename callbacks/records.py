@@ -20,6 +20,7 @@ from typing import Any, TypedDict
 
 __all__ = [
     "COLLAPSE_PEAK_KEY",
+    "ENV_STEPS_KEY",
     "EPISODES_KEY",
     "EPISODE_COLUMNS",
     "EPISODE_FACT_COLUMNS",
@@ -39,6 +40,10 @@ __all__ = [
     "lookup",
     "metric_key",
 ]
+
+ENV_STEPS_KEY = "num_env_steps_sampled_lifetime"
+"""RLlib's ``NUM_ENV_STEPS_SAMPLED_LIFETIME`` (a test checks they agree), spelled here so that
+the store and the commands that only read it need not import RLlib (seconds per process)."""
 
 EPISODES_KEY = "mario_episodes"
 """Where the iteration's finished episodes travel in a training result (popped on the driver)."""

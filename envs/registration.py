@@ -1,7 +1,5 @@
 """The ``"mario"`` env as Ray knows it: a creator RLlib calls inside each env runner."""
 
-from ray.tune.registry import register_env
-
 from envs.config import validate_env_config
 from envs.mario_env import MarioEnv
 
@@ -24,7 +22,10 @@ def register_mario_env() -> str:
 
     Ray ships registered creators to every node through its internal KV store, so calling this
     once in the driver before building the Tuner/Algorithm is enough for remote nodes too; calling
-    it again is harmless.
+    it again is harmless. (Ray Tune is imported here, not with the module: reading ``envs``'
+    configs, as the report does, needs no Tune.)
     """
+    from ray.tune.registry import register_env
+
     register_env(ENV_NAME, mario_env_creator)
     return ENV_NAME

@@ -22,9 +22,10 @@ from dataclasses import dataclass
 
 from algos import CheckpointError
 from callbacks.store import StoreError, embedded_db_url
+from sweeps.cli import OneLineParser, SweepError, add_db_url_flag, db_url_of
 from sweeps.confirm import ConfirmError, confirmed_configs
 from sweeps.leaderboard import interval_text
-from sweeps.options import OneLineParser, SweepError, add_db_url_flag, db_url_of, parse_options
+from sweeps.options import parse_options
 from sweeps.queries import ReportError, finished_runs, is_search_trial, sweep_row
 from sweeps.runner import check_database, run
 from sweeps.spec import Sweep

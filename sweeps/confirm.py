@@ -37,13 +37,11 @@ from callbacks.collapse import Collapse
 from callbacks.records import CONFIRM_STAGE
 from callbacks.store import StoreError, embedded_db_url
 from envs import register_mario_env
+from sweeps.cli import PASSWORD_ADVICE, OneLineParser, SweepError
 from sweeps.evaluation import evaluate_trials
 from sweeps.leaderboard import confirmed_table
 from sweeps.options import (
-    PASSWORD_ADVICE,
-    OneLineParser,
     Options,
-    SweepError,
     add_connection_flags,
     add_eval_flags,
     algorithm_config,

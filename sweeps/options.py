@@ -28,17 +28,20 @@ from callbacks.episode_recorder import EpisodeRecorder
 from callbacks.periodic_evaluation import periodic_evaluation
 from callbacks.records import EVAL_CHECKPOINT_SCORE, EVAL_PREFIX
 from callbacks.store import (
-    StoreError,
     default_state_dir,
-    embedded_db_url,
     has_password,
     mask_url,
-    resolve_db_url,
-    validate_db_url,
 )
 from envs import EnvConfigError, validate_env_config
 from envs.config import training_env_config
 from envs.demonstrations import DemoError, check_demonstrations
+from sweeps.cli import (
+    PASSWORD_ADVICE,
+    OneLineParser,
+    SweepError,
+    add_db_url_flag,
+    given_db_url,
+)
 from sweeps.pbt import pb2_bounds
 from sweeps.schedule import Schedule
 from sweeps.spec import SCHEDULERS, Pbt, Sweep, check_pbt
@@ -46,19 +49,14 @@ from sweeps.spec import SCHEDULERS, Pbt, Sweep, check_pbt
 __all__ = [
     "MAX_SEEDS",
     "MAX_TOP",
-    "OneLineParser",
     "Options",
-    "SweepError",
     "add_connection_flags",
-    "add_db_url_flag",
     "add_eval_flags",
     "algorithm_config",
     "confirm_counts_problem",
     "connections",
     "count",
-    "db_url_of",
     "eval_episodes",
-    "given_db_url",
     "parse_options",
     "warn_about_password",
 ]
@@ -73,7 +71,6 @@ MAX_ENV_STEPS = 10**12
 """Far beyond any run (1M steps take a day here) and safe in PostgreSQL's bigint."""
 MAX_ITERATIONS = 10**9
 """Training iterations between checkpoints: beyond that a trial checkpoints at its end only."""
-PASSWORD_ADVICE = "put database passwords in PGPASSWORD or ~/.pgpass, not in --db-url"
 MAX_TOP = 100
 """Configs a confirm stage may re-run."""
 MAX_SEEDS = 1_000
@@ -87,10 +84,6 @@ def confirm_counts_problem(top: int, seeds: int, *, top_flag: str, seeds_flag: s
     if not 0 <= seeds <= MAX_SEEDS:
         return f"{seeds_flag} {seeds} is not allowed; allowed: an integer in [0, {MAX_SEEDS:,}]"
     return None
-
-
-class SweepError(ValueError):
-    """A flag or configuration value the sweep cannot run with (reported in one line)."""
 
 
 @dataclass(frozen=True)
@@ -200,13 +193,6 @@ def check_declaration(sweep: Sweep) -> None:
                 raise SweepError(f"{where} points_to_evaluate[{k}]: {err}") from None
 
 
-class OneLineParser(argparse.ArgumentParser):
-    """argparse whose errors are ``SweepError`` (one line, exit 2) instead of a usage block."""
-
-    def error(self, message: str):
-        raise SweepError(message)
-
-
 def _parser(sweep: Sweep) -> argparse.ArgumentParser:
     p = OneLineParser(
         prog=f"python sweeps/{sweep.name}.py",
@@ -263,15 +249,6 @@ def _parser(sweep: Sweep) -> argparse.ArgumentParser:
         help="minutes between refreshes of the HTML report during the sweep (0: at the end only)",
     )
     return p
-
-
-def add_db_url_flag(parser: argparse.ArgumentParser) -> None:
-    """``--db-url``, as every command that reads or writes the results store takes it."""
-    parser.add_argument(
-        "--db-url",
-        help="PostgreSQL URL for results (default: MARIO_SWEEPS_DB_URL, else embedded "
-        f"PostgreSQL); {PASSWORD_ADVICE}",
-    )
 
 
 def add_connection_flags(parser: argparse.ArgumentParser, *, max_concurrent: int) -> None:
@@ -661,22 +638,6 @@ def eval_episodes(value: int | None, *, smoke: bool) -> int:
             f"--eval-episodes {value} is not allowed; allowed: an integer in [0, 1,000]"
         )
     return value
-
-
-def given_db_url(args: argparse.Namespace) -> str | None:
-    """``--db-url``, else MARIO_SWEEPS_DB_URL, checked; None: neither (the embedded server)."""
-    db_url = resolve_db_url(args.db_url)
-    if db_url is not None:
-        try:
-            validate_db_url(db_url)
-        except StoreError as err:
-            raise SweepError(f"--db-url: {err}") from None
-    return db_url
-
-
-def db_url_of(args: argparse.Namespace) -> str:
-    """The results store a command reads: :func:`given_db_url`, else the embedded server's."""
-    return given_db_url(args) or embedded_db_url()
 
 
 def _report_every_s(minutes: float) -> float:

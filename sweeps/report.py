@@ -27,8 +27,8 @@ import numpy as np
 from callbacks.store import default_state_dir
 from callbacks.store.errors import StoreError
 from sweeps import figures
+from sweeps.cli import OneLineParser, SweepError, add_db_url_flag, db_url_of
 from sweeps.leaderboard import interval_text, params_text
-from sweeps.options import OneLineParser, SweepError, add_db_url_flag, db_url_of
 from sweeps.queries import Importances, ReportError, SweepData, read_sweep, study_importances
 from sweeps.schedule import Schedule
 from sweeps.stats import FINAL_METRIC, ConfirmedConfig, summarise_confirmed

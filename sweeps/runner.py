@@ -39,12 +39,13 @@ from callbacks.store import (
     set_sweep_status,
 )
 from envs import register_mario_env
+from sweeps.cli import SweepError
 from sweeps.confirm import ConfirmError, run_confirm
 from sweeps.evaluation import evaluate_best
 from sweeps.imitation import clone_stage
 from sweeps.leaderboard import leaderboard
 from sweeps.live import LiveReport
-from sweeps.options import Options, SweepError, parse_options, warn_about_password
+from sweeps.options import Options, parse_options, warn_about_password
 from sweeps.queries import ReportError, sweep_row
 from sweeps.report import write_report
 from sweeps.spec import Sweep

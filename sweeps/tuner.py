@@ -23,9 +23,10 @@ from callbacks.decisions import DecisionMemory
 from callbacks.postgres_callback import PostgresCallback
 from callbacks.store.tables import json_safe
 from callbacks.wandb_logger import MarioWandbLoggerCallback
+from sweeps.cli import SweepError
 from sweeps.console import quiet_ray_notices, use_progress_table
 from sweeps.imitation import imitation_rows
-from sweeps.options import Options, SweepError, algorithm_config
+from sweeps.options import Options, algorithm_config
 from sweeps.pbt import pbt_scheduler
 from sweeps.schedule import Schedule
 from sweeps.search import asha_scheduler, optuna_searcher

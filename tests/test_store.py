@@ -7,6 +7,8 @@ or, in the ``faults`` suite, a server of our own stopped and started again with 
 import doctest
 import logging
 import pickle
+import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -614,3 +616,19 @@ def test_a_resumed_sweeps_callback_and_study_connect_with_the_password_given_aga
     callback.setup()
     assert callback.sweep_id is not None
     callback.on_experiment_end(trials=[])
+
+
+def test_the_stores_env_step_key_is_rllibs_and_reading_the_store_needs_no_rllib():
+    from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
+
+    from callbacks.records import ENV_STEPS_KEY
+
+    assert ENV_STEPS_KEY == NUM_ENV_STEPS_SAMPLED_LIFETIME
+    # The report command (which reads the store) starts without RLlib or torch.
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, sweeps.report; print(sorted(sys.modules))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "'ray.rllib'" not in loaded and "'torch'" not in loaded

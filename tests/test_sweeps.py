@@ -611,7 +611,8 @@ def test_resuming_a_dqn_sweep_through_a_ppo_sweep_file_is_one_line(
 ):
     from callbacks.store import ResultsStore, prepare_database
     from sweeps import runner
-    from sweeps.options import SweepError, parse_options
+    from sweeps.cli import SweepError
+    from sweeps.options import parse_options
 
     prepare_database(fresh_db_url)
     with ResultsStore(fresh_db_url) as store:
@@ -851,7 +852,8 @@ def test_dqn_vs_ppo_checks_both_names_before_running_either(
 
 def test_dqn_vs_ppo_resumes_a_custom_named_comparison_by_its_sweeps_names(tmp_path, monkeypatch):
     from sweeps import dqn_vs_ppo
-    from sweeps.options import SweepError, parse_options
+    from sweeps.cli import SweepError
+    from sweeps.options import parse_options
 
     monkeypatch.setenv("MARIO_SWEEPS_STATE_DIR", str(tmp_path))
     with pytest.raises(SweepError, match="no interrupted sweep 'cmp-ppo'"):

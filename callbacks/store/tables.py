@@ -20,9 +20,8 @@ from typing import Any
 import numpy as np
 import psycopg2.extras
 from psycopg2.extras import Json
-from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 
-from callbacks.records import EPISODE_COLUMNS, EPISODES_KEY, lookup, metric_key
+from callbacks.records import ENV_STEPS_KEY, EPISODE_COLUMNS, EPISODES_KEY, lookup, metric_key
 
 __all__ = [
     "BC_ITERATION_COLUMNS",
@@ -210,7 +209,7 @@ def iteration_row(result: Mapping[str, Any], *, metric: str) -> dict[str, Any]:
     stored = {k: v for k, v in result.items() if k not in _RESULT_KEYS_NOT_STORED}
     return {
         "training_iteration": int(result["training_iteration"]),
-        "env_steps_lifetime": _integer(result.get(NUM_ENV_STEPS_SAMPLED_LIFETIME)),
+        "env_steps_lifetime": _integer(result.get(ENV_STEPS_KEY)),
         "metric": _number(lookup(result, metric)),
         "return_smoothed": ours("return_smoothed"),
         "x_pos_smoothed": ours("x_pos_smoothed"),
