@@ -2,6 +2,7 @@
 directory), reading the results database, and the report's figure ids."""
 
 import atexit
+import json
 import os
 import re
 import socket
@@ -64,6 +65,40 @@ def shared_ray_head() -> dict[str, str]:
             RAY_AUTH_TOKEN_PATH=str(state / "auth_token"),
         )
     return dict(_HEAD)
+
+
+_HELPS = """
+import contextlib, io, json, runpy, sys
+helps = {}
+for script in sys.argv[1:]:
+    sys.argv, out = [script, "--help"], io.StringIO()
+    with contextlib.redirect_stdout(out):
+        try:
+            runpy.run_path(script, run_name="__main__")
+            code = None
+        except SystemExit as exit:
+            code = exit.code
+    helps[script] = [code, out.getvalue()]
+print(json.dumps(helps))
+"""
+
+
+def script_helps(
+    scripts: list[Path], *, env: dict | None = None, timeout: int = 120
+) -> dict[Path, tuple[int | None, str]]:
+    """Each script's exit code and output for ``python SCRIPT --help`` (its ``__main__``), all in
+    one process: one import of Ray, RLlib and torch instead of one per script."""
+    done = subprocess.run(
+        [sys.executable, "-c", _HELPS, *map(str, scripts)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    helps = json.loads(done.stdout)
+    return {script: tuple(helps[str(script)]) for script in scripts}
 
 
 def free_port() -> int:

@@ -5,7 +5,6 @@ Sweeps join one Ray head per test process (``tests.helpers.shared_ray_head``), a
 sweeps join a cluster.
 """
 
-import json
 import os
 import re
 import signal
@@ -33,6 +32,7 @@ from tests.helpers import (
     rows,
     run_module,
     run_sweep,
+    script_helps,
     start_sweep,
     sweep_env,
     sweep_rows,
@@ -630,42 +630,15 @@ def test_bad_cli_value_exits_non_zero_as_a_script(tmp_path):
     assert done.returncode == 2 and "--num-samples -1 is not allowed" in done.stderr
 
 
-HELP_OF_EACH = """
-import contextlib, io, json, runpy, sys
-helps = {}
-for script in sys.argv[1:]:
-    sys.argv, out = [script, "--help"], io.StringIO()
-    with contextlib.redirect_stdout(out):
-        try:
-            runpy.run_path(script, run_name="__main__")
-            code = None
-        except SystemExit as exit:
-            code = exit.code
-    helps[script] = [code, out.getvalue()]
-print(json.dumps(helps))
-"""
-"""Runs each script as ``python SCRIPT --help`` would (its ``__main__``), in one process: one
-import of Ray, RLlib and torch instead of one per script."""
-
-
 def test_every_sweep_script_has_help(tmp_path):
     entry = re.compile(
         r"^from sweeps\.(runner import main|compare import run_and_compare)$", re.MULTILINE
     )
     scripts = [p for p in sorted((REPO / "sweeps").glob("*.py")) if entry.search(p.read_text())]
     assert len(scripts) >= 3
-    done = subprocess.run(
-        [sys.executable, "-c", HELP_OF_EACH, *map(str, scripts)],
-        cwd=REPO,
-        env=sweep_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    helps = json.loads(done.stdout)
+    helps = script_helps(scripts, env=sweep_env(tmp_path))
     for script in scripts:
-        code, text = helps[str(script)]
+        code, text = helps[script]
         assert code == 0 and "--num-samples" in text, script.name
 
 
