@@ -483,23 +483,23 @@ def episode_ends(data: SweepData) -> Figure:
     trials = [t for t in data.trials if t["trial_id"] in data.ends.counts]
     fig, axes = _grid(len(trials), row_height=2.0)
     edges = data.ends.edges
-    widths, lefts = np.diff(edges), edges[:-1]
     for ax, trial in zip(axes, trials, strict=True):
         tid = trial["trial_id"]
-        bottom = np.zeros(len(lefts))
+        bottom = np.zeros(len(edges) - 1)
         for ending in ENDINGS:
-            counts = data.ends.counts[tid][ending]
-            ax.bar(
-                lefts,
-                counts,
-                width=widths,
-                bottom=bottom,
-                align="edge",
+            # One filled step patch per ending, stacked on the ones below: the look of bars
+            # without a rectangle per bin (a 100-trial report drew 12,000 of them in 15 s).
+            top = bottom + data.ends.counts[tid][ending]
+            ax.stairs(
+                top,
+                edges,
+                baseline=bottom,
+                fill=True,
                 color=ENDING_COLOURS[ending],
                 label=ending,
                 gid=f"ends:{tid}:{ending}",
             )
-            bottom += counts
+            bottom = top
         total = int(bottom.sum())
         flags = int(data.ends.counts[tid]["flag"].sum())
         many = len(trials) > 16

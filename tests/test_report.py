@@ -282,11 +282,12 @@ def test_search_axes_are_logarithmic_where_the_space_is_searched_log(built):
 
 def test_episode_histograms_count_every_stored_episode_by_its_ending(sweep, built):
     data, figs = built
-    bars = [a for a in figs["episode-ends"].findobj() if (a.get_gid() or "").startswith("ends:")]
+    stacks = [a for a in figs["episode-ends"].findobj() if (a.get_gid() or "").startswith("ends:")]
     heights: dict[str, float] = {}
-    for bar in bars:
-        trial_id = bar.get_gid().split(":")[1]
-        heights[trial_id] = heights.get(trial_id, 0) + bar.get_height()
+    for stack in stacks:  # one filled step patch per trial and ending, on the ones below
+        trial_id = stack.get_gid().split(":")[1]
+        values, _, baseline = stack.get_data()
+        heights[trial_id] = heights.get(trial_id, 0) + float((values - baseline).sum())
     assert heights == {tid: float(n) for tid, n in data.episodes.items()}
     assert len(data.episodes) == len(sweep["trials"])
 
