@@ -26,14 +26,16 @@ SMOKE_PASSWORD = "smoke-Secret-pw"
 line may hold it."""
 
 
-def sweep_env(tmp_path: Path) -> dict:
-    """A sweep's environment: its own state directory, and the session's Ray head to join."""
+def sweep_env(tmp_path: Path, *, ray_head: bool = True) -> dict:
+    """A sweep's environment: its own state directory, and the session's Ray head to join.
+    ``ray_head=False``: a command refused (or answering ``--help``) before it reaches Ray, which
+    should not start the head for it."""
     return {
         **os.environ,
         "MARIO_SWEEPS_STATE_DIR": str(tmp_path / "state"),
         "WANDB_MODE": "offline",
         "PYTHONUNBUFFERED": "1",
-        **shared_ray_head(),
+        **(shared_ray_head() if ray_head else {}),
     }
 
 
@@ -107,11 +109,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_sweep(script: str | Path, *args: str, tmp_path: Path, timeout: int = 600):
+def run_sweep(
+    script: str | Path, *args: str, tmp_path: Path, timeout: int = 600, ray_head: bool = True
+):
     return subprocess.run(
         [sys.executable, str(REPO / script) if isinstance(script, str) else str(script), *args],
         cwd=REPO,
-        env=sweep_env(tmp_path),
+        env=sweep_env(tmp_path, ray_head=ray_head),
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -173,6 +173,7 @@ def test_demonstrations_of_another_frame_stack_are_refused_before_anything_is_wr
         "--db-url",
         fresh_db_url,
         tmp_path=tmp_path,
+        ray_head=False,
     )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
@@ -180,5 +181,7 @@ def test_demonstrations_of_another_frame_stack_are_refused_before_anything_is_wr
         "the trainer's is 4"
     ]
     assert_nothing_written(fresh_db_url, tmp_path / "state")
-    missing = run_sweep("sweeps/bc_ppo.py", "--smoke", "--db-url", fresh_db_url, tmp_path=tmp_path)
+    missing = run_sweep(
+        "sweeps/bc_ppo.py", "--smoke", "--db-url", fresh_db_url, tmp_path=tmp_path, ray_head=False
+    )
     assert missing.returncode == 2 and "give --demos DIR" in missing.stderr

@@ -625,7 +625,11 @@ def test_resuming_a_dqn_sweep_through_a_ppo_sweep_file_is_one_line(
 
 def test_bad_cli_value_exits_non_zero_as_a_script(tmp_path):
     done = run_sweep(
-        "sweeps/ppo_lr_entropy.py", "--num-samples", "-1", tmp_path=tmp_path, timeout=120
+        "sweeps/ppo_lr_entropy.py",
+        *("--num-samples", "-1"),
+        tmp_path=tmp_path,
+        timeout=120,
+        ray_head=False,
     )
     assert done.returncode == 2 and "--num-samples -1 is not allowed" in done.stderr
 
@@ -636,7 +640,7 @@ def test_every_sweep_script_has_help(tmp_path):
     )
     scripts = [p for p in sorted((REPO / "sweeps").glob("*.py")) if entry.search(p.read_text())]
     assert len(scripts) >= 3
-    helps = script_helps(scripts, env=sweep_env(tmp_path))
+    helps = script_helps(scripts, env=sweep_env(tmp_path, ray_head=False))
     for script in scripts:
         code, text = helps[script]
         assert code == 0 and "--num-samples" in text, script.name
