@@ -19,11 +19,16 @@ restored trial evaluates where an uninterrupted one would have.
 import math
 
 from ray.rllib.callbacks.callbacks import RLlibCallback
-from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 
 from algos.checkpoints import LoadedPolicy, rllib_algorithm_name
 from algos.evaluate import EpisodeResult, Protocol, evaluate
-from callbacks.records import EVAL_CHECKPOINT_SCORE, EVALUATION_KEY, eval_key, evaluation_row
+from callbacks.records import (
+    ENV_STEPS_KEY,
+    EVAL_CHECKPOINT_SCORE,
+    EVALUATION_KEY,
+    eval_key,
+    evaluation_row,
+)
 
 __all__ = ["PeriodicEvaluation", "checkpoint_score", "periodic_evaluation"]
 
@@ -64,7 +69,7 @@ class PeriodicEvaluation(RLlibCallback):
         self._last = dict(state["last"])
 
     def on_train_result(self, *, algorithm=None, metrics_logger=None, result: dict, **kwargs):
-        env_steps = int(result.get(NUM_ENV_STEPS_SAMPLED_LIFETIME) or 0)
+        env_steps = int(result.get(ENV_STEPS_KEY) or 0)
         score = math.nan
         if self.every > 0 and self.episodes > 0 and env_steps >= self._next:
             played = self._play(algorithm)
