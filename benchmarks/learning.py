@@ -49,6 +49,7 @@ from algos.builders import BUILDERS
 from algos.checkpoints import load_policy
 from algos.evaluate import Protocol, evaluate, int_in
 from algos.imitation import clone
+from benchmarks import ray_running
 from callbacks.episode_recorder import EpisodeRecorder
 from callbacks.records import EPISODES_KEY, episode_ending, metric_key
 from envs import register_mario_env, validate_env_config
@@ -566,11 +567,8 @@ def main(argv: list[str] | None = None) -> int:
         missing = _not_continuable(args.out, names, seeds)
         if missing:
             parser.error(f"--continue needs {missing} (from an earlier run with this --out)")
-    ray.init(num_cpus=CORES, include_dashboard=False, log_to_driver=False)
-    try:
+    with ray_running(num_cpus=CORES):
         trials = _run_trials(args, names, seeds)
-    finally:
-        ray.shutdown()
     if args.json:
         print(json.dumps({"trials": [summary(t) for t in trials], "raw": trials}))
     else:

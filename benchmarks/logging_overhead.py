@@ -16,11 +16,11 @@ import tempfile
 import time
 import uuid
 
-import ray
 from ray import tune
 from ray.rllib.algorithms.ppo import PPO
 
 from algos import ppo_config
+from benchmarks import ray_running
 from callbacks.episode_recorder import EpisodeRecorder
 from callbacks.postgres_callback import PostgresCallback
 from callbacks.store import embedded_db_url, prepare_database
@@ -84,10 +84,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     db_url = embedded_db_url(state_dir=None)
     prepare_database(db_url)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    register_mario_env()
     off, on = [], []
-    with tempfile.TemporaryDirectory() as storage:
+    with ray_running(num_cpus=2), tempfile.TemporaryDirectory() as storage:
+        register_mario_env()
         for _ in range(args.rounds):
             off.append(
                 one_trial(logging=False, iterations=args.iterations, db_url=db_url, storage=storage)
@@ -95,7 +94,6 @@ def main(argv: list[str] | None = None) -> None:
             on.append(
                 one_trial(logging=True, iterations=args.iterations, db_url=db_url, storage=storage)
             )
-    ray.shutdown()
     row = {
         "logging_off_steps_per_s": round(statistics.median(off), 1),
         "logging_on_steps_per_s": round(statistics.median(on), 1),

@@ -39,6 +39,7 @@ import numpy as np
 import psutil
 
 from algos import DQN_DEFAULTS, PPO_DEFAULTS, Resources, dqn_config, ppo_config
+from benchmarks import ray_running
 from benchmarks.env_throughput import emulator_share
 from benchmarks.env_throughput import measure as measure_env
 from envs import MarioEnv, register_mario_env, validate_env_config
@@ -291,7 +292,6 @@ def code_version() -> str | None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    import ray
     import torch
 
     cores = args.cores
@@ -315,12 +315,9 @@ def run(args: argparse.Namespace) -> dict:
     }
     # The learner runs in this process: give it every core (the env runners idle while it learns).
     torch.set_num_threads(cores)
-    ray.init(address="local", num_cpus=cores, include_dashboard=False, log_to_driver=False)
-    try:
+    with ray_running(address="local", num_cpus=cores):
         register_mario_env()
         _train_rows(report, args, ppo_hp, dqn_hp)
-    finally:
-        ray.shutdown()
     report["ratios"] = _ratios(report["rows"], frame_skip)
     return report
 

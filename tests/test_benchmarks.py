@@ -51,6 +51,38 @@ def test_every_benchmark_prints_its_help():
         assert code == 0 and "usage:" in text, script.name
 
 
+RAYLET_ERROR_UNDER_RAY_RUNNING = """
+import os, time, ray
+from benchmarks import ray_running
+
+@ray.remote(max_retries=0)
+def die():
+    os._exit(1)
+
+with ray_running(num_cpus=1):
+    try:
+        ray.get(die.remote())
+    except ray.exceptions.WorkerCrashedError:
+        pass
+    time.sleep(3)  # the raylet's line arrives on a listener thread
+print('{"rows": []}')
+"""
+
+
+def test_a_raylet_error_line_goes_to_stderr_and_leaves_json_stdout_parseable():
+    """A dead worker in the clone variant once put Ray's "(raylet) A worker died" before --json."""
+    done = subprocess.run(
+        [sys.executable, "-c", RAYLET_ERROR_UNDER_RAY_RUNNING],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "A worker died" in done.stderr
+    assert json.loads(done.stdout) == {"rows": []}
+
+
 def test_env_throughput_reports_one_ratio_per_game():
     rows = json.loads(
         _run(
