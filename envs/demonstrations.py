@@ -61,7 +61,7 @@ class DemoEpisode:
 
     eps_id: str
     source: str
-    """``checkpoint:PATH`` or ``person:NAME``."""
+    """``checkpoint:PATH``, ``person:NAME`` or ``search:beamN`` (``envs.route_search``)."""
     task_id: str
     steps: int
     episode_return: float
