@@ -2,7 +2,7 @@
 each route is replayed through the trainer's env and recorded.
 
     python -m envs.route_search --record DIR [--task SuperMarioBros-1-1-v0] [--episodes 10]
-                                [--noop-max 30] [--beam 8] [--seed 0]
+                                [--noop-max 30] [--sticky 0] [--beam 8] [--seed 0]
 
 Behaviour cloning gives PPO its head start from flag episodes (BENCHMARKS.md), but a fresh
 machine has neither a trained checkpoint nor a person at a window. It has the emulator, which is
@@ -13,7 +13,10 @@ that reaches the flag. The route is then played from the same start through ``Ma
 trainers' options (``training_env_config``) and recorded with ``DemoRecorder``, exactly as
 ``envs.play`` records a person; a replay that does not reach the flag is an error, never a
 demonstration. Episode k starts after the no-op count ``MarioEnv.reset(seed=seed + k)`` draws from
-0..``--noop-max``, so the routes start at different timings of the game's enemies and clock.
+0..``--noop-max``, so the routes start at different timings of the game's enemies and clock. With
+``--sticky 0.25`` the search plays through the evaluation protocol's sticky actions: each action
+it records is the one it chose, and the env sometimes repeats the previous one instead, exactly as
+the replay from the same seed will.
 """
 
 import argparse
@@ -23,10 +26,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from envs.actions import ACTION_SETS, action_bytes
+from envs.actions import ACTION_SETS
 from envs.config import EnvConfigError, training_env_config, validate_env_config
 from envs.demonstrations import DemoEpisode, DemoError, DemoRecorder
-from envs.mario_env import MarioEnv, _advance_without_info
+from envs.mario_env import MarioEnv
 from envs.tasks import task_info
 
 __all__ = ["find_route", "main", "record_routes"]
@@ -50,7 +53,7 @@ PLAYER_X_SPEED, PLAYER_Y_SPEED = 0x0057, 0x009F
 
 @dataclass
 class _Node:
-    state: object
+    state: tuple
     actions: list[int]
     x: float
     place: tuple[int, ...]
@@ -65,41 +68,55 @@ def _rightward_actions(action_set: str) -> list[int]:
 
 def find_route(env: MarioEnv, *, beam: int, rng: random.Random) -> list[int] | None:
     """Agent actions that take Mario from the env's current state (just after ``reset``) to the
-    flag, or None if every state in the beam dies first. Leaves the emulator anywhere."""
-    nes, frame_skip = env._nes, env.config.frame_skip
-    buttons = action_bytes(env.config.action_set)
+    flag, or None if every state in the beam dies first. Each extension is played by
+    ``env.step`` itself, so frame skip and sticky actions (drawn from the env's own random
+    stream, which a replay from the same seed draws again) are the trainer's."""
     actions = _rightward_actions(env.config.action_set)
     max_steps = env.config.max_episode_steps or 10_000
-    nodes = [_Node(nes.dump_state(), [], 0.0, ())]
+    nodes = [_Node(_save(env), [], 0.0, ())]
     while nodes and len(nodes[0].actions) < max_steps:
         children = []
         for node in nodes:
             for action in actions:
-                nes.load_state(node.state)
-                nes.done = False
-                route, ended = list(node.actions), False
+                _load(env, node.state)
+                route, ended, info = list(node.actions), False, {}
                 for _ in range(STEPS_PER_EXTENSION):
                     route.append(action)
-                    for _ in range(frame_skip):
-                        _, terminated, truncated, _ = _advance_without_info(nes, buttons[action])
-                        if terminated or truncated:
-                            ended = True
-                            break
-                    if ended:
+                    _, _, terminated, truncated, info = env.step(action)
+                    if terminated or truncated:
+                        ended = True
                         break
-                if ended and nes._flag_get:
+                if ended and info["flag_get"]:
                     return route
                 if not ended:
-                    place = (
-                        nes._x_position,
-                        nes._y_position,
-                        *nes.ram[[PLAYER_X_SPEED, PLAYER_Y_SPEED]],
-                    )
                     # A random fraction breaks ties between equal x positions without a bias.
-                    x = nes._x_position + rng.random()
-                    children.append(_Node(nes.dump_state(), route, x, place))
+                    x = info["x_pos"] + rng.random()
+                    children.append(_Node(_save(env), route, x, _place(env)))
         nodes = _furthest_distinct(children, beam)
     return None
+
+
+def _save(env: MarioEnv) -> tuple:
+    """What decides the env's next steps: the emulator, the action a sticky step repeats, the
+    random stream it draws from and the step count (the time-out). Frames and rewards are left
+    out: only the replay's are recorded."""
+    return (
+        env._nes.dump_state(),
+        env._previous,
+        env._steps,
+        env.np_random.bit_generator.state,
+    )
+
+
+def _load(env: MarioEnv, saved: tuple) -> None:
+    state, env._previous, env._steps, env.np_random.bit_generator.state = saved
+    env._nes.load_state(state)
+    env._nes.done = False
+
+
+def _place(env: MarioEnv) -> tuple[int, ...]:
+    nes = env._nes
+    return (nes._x_position, nes._y_position, *nes.ram[[PLAYER_X_SPEED, PLAYER_Y_SPEED]])
 
 
 def _furthest_distinct(nodes: list[_Node], beam: int) -> list[_Node]:
@@ -158,6 +175,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--episodes", type=int, default=10, help="routes to record (>= 1)")
     parser.add_argument("--noop-max", type=int, default=30, help="start after 0..N no-ops")
+    parser.add_argument(
+        "--sticky",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="play the routes with sticky actions (the evaluation's 0.25; default 0)",
+    )
     parser.add_argument("--beam", type=int, default=8, help="states kept per extension (>= 1)")
     parser.add_argument("--seed", type=int, default=0, help="episode k starts from seed + k")
     return parser
@@ -179,7 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         config = validate_env_config(
-            training_env_config({"task": args.task, "noop_max": args.noop_max})
+            training_env_config(
+                {"task": args.task, "noop_max": args.noop_max, "sticky_actions": args.sticky}
+            )
         )
         _check(args)
         recorder = DemoRecorder(args.record, config, source=f"search:beam{args.beam}")

@@ -20,6 +20,7 @@ TASK = "SuperMarioBros-1-1-v0"
 def test_a_found_route_is_recorded_as_a_flag_episode_the_trainers_env_replays(tmp_path, capsys):
     demos = tmp_path / "demos"
     args = ["--record", str(demos), "--episodes", "1", "--beam", "4", "--noop-max", "30"]
+    args += ["--sticky", "0.25"]  # the search must draw the sticky steps a replay draws
     assert main([*args, "--seed", "5"]) == 0
     assert "recorded 1 routes to the flag" in capsys.readouterr().out
     manifest = json.loads((demos / MANIFEST).read_text())
@@ -32,7 +33,9 @@ def test_a_found_route_is_recorded_as_a_flag_episode_the_trainers_env_replays(tm
 
     # The trainer's env, started from the same seed, plays the recorded actions to the flag
     # and sees the recorded observations: the rows are what a trainer would have seen.
-    config = validate_env_config(training_env_config({"task": TASK, "noop_max": 30}))
+    config = validate_env_config(
+        training_env_config({"task": TASK, "noop_max": 30, "sticky_actions": 0.25})
+    )
     assert len(check_demonstrations(demos, config)) == 1
     env = MarioEnv(config)
     obs, info = env.reset(seed=5)
@@ -52,6 +55,7 @@ def test_a_found_route_is_recorded_as_a_flag_episode_the_trainers_env_replays(tm
         (["--task", "SuperMarioBros3-1-1-v0"], "'SuperMarioBros3-1-1-v0'"),
         (["--task", "SuperMarioBros-9-9-v0"], "'SuperMarioBros-9-9-v0'"),
         (["--noop-max", "-1"], "noop_max"),
+        (["--sticky", "1.5"], "sticky_actions"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_no_directory(tmp_path, capsys, flags, named):
