@@ -2,20 +2,42 @@
 
 Evaluation needs neither Ray nor the whole ``Algorithm`` (env runners, learner, optimizer state):
 it loads the RLModule alone, so evaluating a checkpoint starts in seconds on any machine.
+
+    python -m algos.export_policy CHECKPOINT DEST
+
+exports just that part (the algorithm's config and the module's weights in half precision, a
+sixth of a PPO checkpoint's bytes): how the pretrained agent in ``algos/pretrained`` was made.
 """
 
+import dataclasses
+import os
 import pickle
+import shutil
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
+import numpy as np
 from ray.rllib.core.rl_module.rl_module import RLModule
 
 if TYPE_CHECKING:
     from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 
-__all__ = ["CheckpointError", "LoadedPolicy", "load_policy", "rllib_algorithm_name"]
+__all__ = [
+    "PRETRAINED",
+    "CheckpointError",
+    "LoadedPolicy",
+    "export_policy",
+    "load_policy",
+    "rllib_algorithm_name",
+]
 
 _MODULE_DIR = Path("learner_group", "learner", "rl_module", "default_policy")
+_MODULE_STATE = "module_state.pkl"
+
+PRETRAINED = Path(__file__).parent / "pretrained" / "smb1-1-1-ppo"
+"""The agent ``python -m algos.evaluate`` plays when given no checkpoint (BENCHMARKS.md, "The
+pretrained agent": its command, commit, seed and evaluation)."""
 
 
 class CheckpointError(ValueError):
@@ -65,3 +87,49 @@ def load_policy(path: str | Path) -> LoadedPolicy:
         ) from None
     module.eval()
     return LoadedPolicy(module, algo, env_config)
+
+
+def export_policy(checkpoint: str | Path, dest: str | Path) -> Path:
+    """Write the part of ``checkpoint`` that ``load_policy`` reads to ``dest`` (a new directory),
+    with the weights in float16: what a repository can ship. Nothing is left at ``dest`` if any
+    step fails."""
+    load_policy(checkpoint)  # a checkpoint that cannot be played is not exported
+    source, dest = Path(checkpoint).expanduser(), Path(dest).expanduser()
+    if dest.exists():
+        raise CheckpointError(f"{os.fspath(dest)!r} exists; give a new directory to export to")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
+    try:
+        with open(source / "class_and_ctor_args.pkl", "rb") as f:
+            saved = pickle.load(f)
+        with open(building / "class_and_ctor_args.pkl", "wb") as f:
+            pickle.dump(_without_start_weights(saved), f)
+        shutil.copytree(source / _MODULE_DIR, building / _MODULE_DIR)
+        state_file = building / _MODULE_DIR / _MODULE_STATE
+        with open(state_file, "rb") as f:
+            state = pickle.load(f)
+        halved = type(state)((name, _half(value)) for name, value in state.items())
+        with open(state_file, "wb") as f:
+            pickle.dump(halved, f)
+        building.rename(dest)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    return dest
+
+
+def _without_start_weights(saved: dict) -> dict:
+    """The saved config less the weights training started from (``load_state_path``: a BC
+    clone's folder on the machine that trained it), which playing does not need."""
+    config = saved["ctor_args_and_kwargs"][0][0]
+    spec = config.get("_rl_module_spec")
+    if spec is not None and getattr(spec, "load_state_path", None) is not None:
+        config["_rl_module_spec"] = dataclasses.replace(spec, load_state_path=None)
+    return saved
+
+
+def _half(value):
+    """float32 weights as float16 (loading casts them back); anything else as it is."""
+    if isinstance(value, np.ndarray) and value.dtype == np.float32:
+        return value.astype(np.float16)
+    return value
