@@ -11,13 +11,13 @@ sixth of a PPO checkpoint's bytes): how the pretrained agent in ``algos/pretrain
 
 import dataclasses
 import os
-import pickle
 import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 import numpy as np
+import ray.cloudpickle as pickle  # as RLlib writes checkpoints: callbacks may be made-up classes
 from ray.rllib.core.rl_module.rl_module import RLModule
 
 if TYPE_CHECKING:

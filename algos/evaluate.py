@@ -1,13 +1,14 @@
 """Play a trained checkpoint: a table of episodes and a gameplay video of the best one.
 
-    python -m algos.evaluate CHECKPOINT [--episodes 20] [--sample] [--sticky 0.25] [--noop-max 30]
+    python -m algos.evaluate [CHECKPOINT] [--episodes 20] [--sample] [--sticky 0.25] [--noop-max 30]
                              [--tasks ID ...] [--video out.mp4] [--record-demos DIR [--only-flags]]
 
 The emulator is deterministic, so a greedy policy from the same start replays one episode: five
 greedy episodes of a 235k-step checkpoint were identical (x_pos 314). Every episode therefore
 starts after a random number of no-op steps (0..``noop_max``) and repeats its previous action with
 probability ``sticky`` (sticky actions, Machado et al. 2018; here per agent step of 4 frames).
-Both are seeded per episode, so an evaluation is reproducible and its episodes differ.
+Both are seeded per episode, so an evaluation is reproducible and its episodes differ. With no
+CHECKPOINT it plays the pretrained agent shipped in ``algos/pretrained`` (BENCHMARKS.md).
 
 ``--tasks`` evaluates on tasks the agent was not trained on (held-out stages, another game) while
 keeping every other env option of the checkpoint, so generalisation is measured like for like.
@@ -33,7 +34,7 @@ import numpy as np
 import torch
 from ray.rllib.core.columns import Columns
 
-from algos.checkpoints import CheckpointError, LoadedPolicy, load_policy
+from algos.checkpoints import PRETRAINED, CheckpointError, LoadedPolicy, load_policy
 from envs import EnvConfigError, MarioEnv, validate_env_config
 from envs.config import MAX_NOOPS
 from envs.demonstrations import DemoError, DemoRecorder
@@ -313,7 +314,13 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m algos.evaluate",
         description="Play a trained Mario checkpoint, print a table and save the best episode.",
     )
-    parser.add_argument("checkpoint", help="RLlib checkpoint directory (e.g. a Tune trial's)")
+    parser.add_argument(
+        "checkpoint",
+        nargs="?",
+        default=os.fspath(PRETRAINED),
+        help="RLlib checkpoint directory, e.g. a Tune trial's (default: the pretrained agent, "
+        "algos/pretrained/smb1-1-1-ppo)",
+    )
     parser.add_argument(
         "--episodes", type=int_in(1, MAX_EPISODES), default=20, help="episodes to play"
     )

@@ -5,11 +5,12 @@ import math
 import imageio.v3 as iio
 import numpy as np
 import pytest
+import torch
 from ray import tune
 from ray.tune.search.sample import loguniform
 
 from algos import HParamError, dqn_config, ppo_config
-from algos.checkpoints import CheckpointError, load_policy
+from algos.checkpoints import PRETRAINED, CheckpointError, export_policy, load_policy
 from algos.evaluate import evaluate, main
 from callbacks.episode_recorder import EpisodeRecorder
 from callbacks.periodic_evaluation import periodic_evaluation
@@ -247,6 +248,54 @@ def test_evaluate_cli_accepts_a_video_in_folders_it_will_create(tmp_path, capsys
     assert not (tmp_path / "new").exists()  # nothing is created before the episodes are played
 
 
+@pytest.mark.slow
+def test_an_exported_policy_holds_the_checkpoints_weights_in_a_fraction_of_its_bytes(
+    trained, tmp_path
+):
+    _, _, path = trained
+    exported = export_policy(path, tmp_path / "policy")
+    original, small = load_policy(path), load_policy(exported)
+    assert small.algo == original.algo and small.env_config == original.env_config
+    for name, weight in original.module.state_dict().items():
+        # float16 keeps 11 significant bits: each weight within a relative 2**-11.
+        assert torch.allclose(small.module.state_dict()[name], weight, rtol=2**-11, atol=1e-7)
+    nbytes = lambda root: sum(f.stat().st_size for f in root.rglob("*") if f.is_file())  # noqa: E731
+    assert nbytes(exported) < nbytes(path) / 2
+    assert len(evaluate(small, episodes=1)) == 1
+
+
+def test_export_refuses_an_existing_destination_and_a_missing_checkpoint(tmp_path, capsys):
+    from algos.export_policy import main as export_main
+
+    (tmp_path / "taken").mkdir()
+    assert export_main([str(PRETRAINED), str(tmp_path / "taken")]) == 2
+    assert "exists; give a new directory" in capsys.readouterr().err
+    assert list((tmp_path / "taken").iterdir()) == []
+    assert export_main([str(tmp_path / "nowhere"), str(tmp_path / "new")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]  # no dest, no temporary dir
+
+
+PRETRAINED_FLAG_SEED = 7
+"""A seed whose greedy protocol episode of the pretrained agent reaches the flag (BENCHMARKS.md,
+"The pretrained agent": its evaluation, episode by episode)."""
+
+
+def test_evaluate_with_no_checkpoint_plays_the_pretrained_agent_to_the_flag(capsys):
+    argv = ["--episodes", "1", "--seed", str(PRETRAINED_FLAG_SEED)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"PPO checkpoint {PRETRAINED}"
+    row = next(line for line in out if "SuperMarioBros-1-1-v0" in line).split()
+    assert row[-2] == "yes"  # the flag column
+
+
+def test_the_pretrained_agent_holds_no_secret_or_local_path():
+    shipped = b"".join(f.read_bytes() for f in PRETRAINED.rglob("*") if f.is_file())
+    for needle in (b"postgres", b"password", b"WANDB_API_KEY", b"/work/", b"/home/", b"/tmp/"):
+        assert needle not in shipped
+
+
 def test_corrupt_checkpoint_is_one_line_error(tmp_path):
     bad = tmp_path / "ckpt"
     (bad / "learner_group/learner/rl_module/default_policy").mkdir(parents=True)
@@ -403,7 +452,6 @@ def test_the_fast_learner_path_updates_parameters_exactly_as_rllibs_own_path():
     ``_module_optimizers``); if RLlib changes under it, this fails before a sweep learns wrong."""
     import copy
 
-    import torch
     from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 
     from envs import MarioEnv
