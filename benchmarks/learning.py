@@ -13,7 +13,8 @@ trial: every 25k env steps the mean and max episode x_pos, flags, episodes and w
 evaluation of the final policy (``algos.evaluate.Protocol``: sticky actions, no-op starts), once
 greedy and once sampling actions.
 ``--minutes M`` ends training after M minutes even short of the budget (a long run that must fit
-a working day still ends with its evaluation); the figures then say how far it got. ``--eval-at N``
+a working day still ends with its evaluation); the figures then say how far it got. Under
+``--continue`` they are this run's minutes, not the whole curve's. ``--eval-at N``
 evaluates also where the curve first reaches N env steps (one 1M run gives the 500k and the 1M
 figures); wall-clock figures count training only.
 
@@ -243,10 +244,13 @@ def train_trial(
     iterations, log = _open_curve(algo, stem, resume=resume) if out else ([], None)
     evaluations, steps = [], iterations[-1]["env_steps"] if iterations else 0
     pending = sorted(n for n in eval_at if steps < n < env_steps) if eval_episodes else []
-    # moved forward by each evaluation: time_s counts training only
-    start = time.monotonic() - (iterations[-1]["time_s"] if iterations else 0)
+    # moved forward by each evaluation: time_s counts training only, the earlier run's included
+    trained_before = iterations[-1]["time_s"] if iterations else 0
+    start = time.monotonic() - trained_before
     try:
-        while steps < env_steps and (seconds is None or time.monotonic() - start < seconds):
+        while steps < env_steps and (
+            seconds is None or time.monotonic() - start - trained_before < seconds
+        ):
             row = iteration_row(
                 algo.train(), time_s=time.monotonic() - start, max_episode_steps=max_steps
             )

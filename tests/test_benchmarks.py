@@ -215,7 +215,8 @@ def test_learning_benchmark_prints_a_curve_first_flag_and_an_evaluation(tmp_path
         episodes = [e for line in lines for e in line["episodes"]]
         assert len(episodes) == trial["episodes"]
         assert all(how in ("death", "flag", "time-out") for _, how, _ in episodes)
-    # --continue trains the kept PPO trial on from its final checkpoint: one curve, no restart.
+    # --continue trains the kept PPO trial on from its final checkpoint: one curve, no restart;
+    # its --minutes are its own (the curve already holds more than `seconds` of training).
     [ppo] = [raw for raw in out["raw"] if raw["algo"] == "PPO"]
     before = ppo["iterations"]
     log = tmp_path / "wave1-PPO-seed3.jsonl"
@@ -223,7 +224,8 @@ def test_learning_benchmark_prints_a_curve_first_flag_and_an_evaluation(tmp_path
         _run(
             "learning.py",
             *("--variant", "wave1", "--first-seed", "3", "--continue", "--out", str(tmp_path)),
-            *("--env-steps", str(before[-1]["env_steps"] + 1), "--eval-episodes", "1", "--json"),
+            *("--env-steps", str(before[-1]["env_steps"] + 1), "--minutes", str(seconds / 60)),
+            *("--eval-episodes", "1", "--json"),
             timeout=600,
         )
     )
