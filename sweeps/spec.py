@@ -117,7 +117,7 @@ PPO_SMOKE = Smoke(
     hparams={
         "train_batch_size_per_learner": 256,
         "minibatch_size": 64,
-        "num_epochs": 4,
+        "num_epochs": 1,  # 4 made the learner half of a smoke iteration; smoke tests paths, not SGD
         "num_envs_per_env_runner": 4,
     }
 )

@@ -19,13 +19,14 @@ TASK = "SuperMarioBros-1-1-v0"
 @pytest.mark.slow
 def test_a_found_route_is_recorded_as_a_flag_episode_the_trainers_env_replays(tmp_path, capsys):
     demos = tmp_path / "demos"
-    args = ["--record", str(demos), "--episodes", "1", "--beam", "4", "--noop-max", "30"]
+    # beam 3 from seed 0 finds its route in about 27 s here; beam 4 from seed 5 took 61 s
+    args = ["--record", str(demos), "--episodes", "1", "--beam", "3", "--noop-max", "30"]
     args += ["--sticky", "0.25"]  # the search must draw the sticky steps a replay draws
-    assert main([*args, "--seed", "5"]) == 0
+    assert main([*args, "--seed", "0"]) == 0
     assert "recorded 1 routes to the flag" in capsys.readouterr().out
     manifest = json.loads((demos / MANIFEST).read_text())
     (episode,) = manifest["episodes"]
-    assert episode["flag_get"] and episode["source"] == "search:beam4"
+    assert episode["flag_get"] and episode["source"] == "search:beam3"
     assert episode["task_id"] == TASK and episode["x_pos"] > 3000
     rows = pq.read_table(demos / episode["file"]).to_pylist()
     assert len(rows) == episode["steps"]
@@ -38,7 +39,7 @@ def test_a_found_route_is_recorded_as_a_flag_episode_the_trainers_env_replays(tm
     )
     assert len(check_demonstrations(demos, config)) == 1
     env = MarioEnv(config)
-    obs, info = env.reset(seed=5)
+    obs, info = env.reset(seed=0)
     for row in rows:
         assert np.array_equal(unpack(row[Columns.OBS]), obs)
         obs, reward, terminated, truncated, info = env.step(row[Columns.ACTIONS])
