@@ -31,10 +31,15 @@ TARGETS = {"env_runner": "SingleAgentEnvRunner", "trial_actor": "PPO"}
 
 
 def processes(title: str) -> list[psutil.Process]:
-    """The live processes of Ray actors of class ``title`` on this machine."""
+    """The live processes of Ray actors of class ``title`` in the Ray this process started (its
+    workers descend from it): never another run's or test's on the same machine (a search of the
+    whole machine once killed a parallel test's env runner)."""
     found = []
-    for process in psutil.process_iter(["cmdline"]):
-        cmdline = " ".join(process.info["cmdline"] or [])
+    for process in psutil.Process().children(recursive=True):
+        try:
+            cmdline = " ".join(process.cmdline())
+        except psutil.Error:  # ended since it was listed
+            continue
         if cmdline.startswith(f"ray::{title}"):
             found.append(process)
     return found

@@ -6,8 +6,11 @@ Also here: the env's frame-skip fast path is checked frame by frame against nes-
 
 import io
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from contextlib import redirect_stdout
 from pathlib import Path
 
@@ -390,3 +393,27 @@ def test_dqn_sweeps_do_not_stop_a_real_dqn_trial_whose_exploring_peak_it_recover
     assert first_verdict(rows, Rule("dqn", metric, DQN_COLLAPSE)) is None
     assert DQN_SWEEP.collapse == DQN_COLLAPSE
     assert {s.algo: s.collapse for s in SWEEPS} == {"DQN": DQN_COLLAPSE, "PPO": Collapse()}
+
+
+def test_fault_injection_finds_only_the_ray_processes_this_process_started():
+    """The env runner of a test running beside it on the machine is not its to kill: a
+    machine-wide search once SIGKILLed a parallel test's env runner."""
+    from benchmarks.faults import processes
+
+    title = "ray::SingleAgentEnvRunner.sample"
+    elsewhere = subprocess.run(  # orphaned at once: no longer this process's descendant
+        ["bash", "-c", f'(exec -a "{title}" sleep 60 >/dev/null 2>&1 & echo $!)'],
+        capture_output=True,
+        text=True,
+    )
+    stranger = int(elsewhere.stdout)
+    own = subprocess.Popen(["bash", "-c", f'exec -a "{title}" sleep 60'])
+    try:
+        deadline = time.monotonic() + 10
+        while not any(p.pid == own.pid for p in processes("SingleAgentEnvRunner")):
+            assert time.monotonic() < deadline, "this process's own decoy was not found"
+            time.sleep(0.05)
+        assert stranger not in {p.pid for p in processes("SingleAgentEnvRunner")}
+    finally:
+        own.kill()
+        os.kill(stranger, signal.SIGKILL)
