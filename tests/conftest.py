@@ -105,19 +105,20 @@ LONGEST_FIRST = (
     "test_ctrl_c_sigterm_and_sigkill_each_stop_a_sweep",
     "@smoke_sweep",
     "test_an_interrupted_pb2_sweep_resumes",
-    "test_learning_benchmark_starts_a_clone_variant",
     "test_learning_benchmark_prints_a_curve",
     "test_run_reports_every_row_ratio",
+    "test_learning_benchmark_starts_a_clone_variant",
     "test_asha_stops_the_trials",
-    "tests/test_recording.py",
     "tests/test_bc_sweep.py",
+    "tests/test_recording.py",
     "tests/test_cluster.py",
     "tests/test_report.py",
     "tests/test_algos.py",
 )
 """Parts of the node ids (a group's ends in ``@group``) of the longest tests and groups, in the
-order two workers should start them so that they end together (stop 36's CI, ``-n 2``: 445, 440
-with confirm-again, 251, 237, 215, 153, 119, 100, 97, 69 s, then the report and algos groups)."""
+order two workers should start them so that they end together (a full run on 2026-12-07,
+``-n 2``: 215, 270 with confirm-again, 216, 97, 93, 75, 70, 92, 79, 97 s, then the report and
+algos groups)."""
 
 
 @pytest.hookimpl(trylast=True)
