@@ -175,31 +175,30 @@ def test_frames_without_info_step_the_game_exactly_like_nes_step(game):
 
 @pytest.mark.slow
 def test_learning_benchmark_prints_a_curve_first_flag_and_an_evaluation(tmp_path):
-    # PPO (512-step iterations) and DQN side by side, from a seed other than 0, for 8 s of a
-    # budget they cannot reach: --minutes ends training after the iteration that crosses it, then
-    # evaluates (both evaluations, also where the first iteration already crossed 500 steps: on a
-    # busy machine one iteration may take all 8 s).
-    seconds = 8
+    # PPO and DQN side by side, from a seed other than 0, for a quarter of a minute of a budget
+    # they cannot reach: --minutes ends training after the iteration that crosses it, then
+    # evaluates (both evaluations, also where the first iteration already crossed 1,000 steps).
+    seconds = 15
     out = json.loads(
         _run(
             "learning.py",
             *("--variant", "wave1", "--variant", "dqn-defaults", "--first-seed", "3"),
             *("--env-steps", "100000000", "--minutes", str(seconds / 60), "--eval-episodes", "2"),
-            *("--eval-at", "500", "--train-batch", "512"),
+            *("--eval-at", "1000"),
             *("--out", str(tmp_path), "--json"),
             timeout=600,
         )
     )
     assert [(t["variant"], t["seed"]) for t in out["trials"]] == [("wave1", 3), ("dqn-defaults", 3)]
     for trial, raw in zip(out["trials"], out["raw"], strict=True):
-        assert 500 <= trial["env_steps"] < 100_000_000
+        assert 1000 <= trial["env_steps"] < 100_000_000
         assert seconds <= trial["train_s"] < seconds + 120
         *before, last = raw["iterations"]
         assert all(it["time_s"] < seconds for it in before) and last["time_s"] >= seconds
         assert trial["episodes"] >= 1 and trial["env_steps_per_s"] > 0
-        # Evaluated where the curve first reached 500 env steps and at the end, greedy and
+        # Evaluated where the curve first reached 1,000 env steps and at the end, greedy and
         # sampling each time, under the same protocol; the evaluations' time is not training time.
-        first_at = next(it["env_steps"] for it in raw["iterations"] if it["env_steps"] >= 500)
+        first_at = next(it["env_steps"] for it in raw["iterations"] if it["env_steps"] >= 1000)
         assert [(e["env_steps"], e["protocol"].split(",")[0]) for e in trial["evaluations"]] == [
             (first_at, "greedy"),
             (first_at, "sampled"),
@@ -209,7 +208,7 @@ def test_learning_benchmark_prints_a_curve_first_flag_and_an_evaluation(tmp_path
         assert all(e["episodes"] == 2 and e["x_pos_mean"] > 0 for e in trial["evaluations"])
         assert all("sticky 0.25" in e["protocol"] for e in trial["evaluations"])
         # Each evaluated checkpoint is kept beside the curve, loadable for a later evaluation.
-        for tag in ("at500-", ""):
+        for tag in ("at1000-", ""):
             kept = load_policy(tmp_path / f"{trial['variant']}-{raw['algo']}-seed3-{tag}checkpoint")
             assert kept.algo == raw["algo"]
         # The kept log is the curve, iteration by iteration, with every episode's end.
@@ -229,7 +228,7 @@ def test_learning_benchmark_prints_a_curve_first_flag_and_an_evaluation(tmp_path
             "learning.py",
             *("--variant", "wave1", "--first-seed", "3", "--continue", "--out", str(tmp_path)),
             *("--env-steps", str(before[-1]["env_steps"] + 1), "--minutes", str(seconds / 60)),
-            *("--eval-episodes", "1", "--train-batch", "512", "--json"),
+            *("--eval-episodes", "1", "--json"),
             timeout=600,
         )
     )
