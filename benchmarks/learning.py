@@ -477,11 +477,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def sized(variant: Variant, train_batch: int | None) -> Variant:
-    """``variant`` with ``train_batch`` env steps per iteration (PPO; minibatches no larger).
-
-    >>> sized(VARIANTS["wave1"], 128).hparams["minibatch_size"]
-    128
-    """
+    """``variant`` with ``train_batch`` env steps per iteration (PPO; minibatches no larger)."""
     if train_batch is None or variant.algo != "PPO":
         return variant
     minibatch = variant.hparams.get("minibatch_size", PPO_DEFAULTS["minibatch_size"])

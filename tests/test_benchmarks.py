@@ -18,6 +18,7 @@ import gym_super_mario_bros
 import numpy as np
 import pytest
 
+from algos.builders import PPO_DEFAULTS
 from algos.checkpoints import load_policy
 from envs.actions import DEFAULT_ACTION_SET, action_bytes
 from envs.mario_env import _advance_without_info
@@ -238,6 +239,19 @@ def test_learning_benchmark_prints_a_curve_first_flag_and_an_evaluation(tmp_path
     assert after[-1]["env_steps"] > before[-1]["env_steps"]
     assert after[-1]["time_s"] > before[-1]["time_s"]
     assert resumed["raw"][0]["iterations"] == after
+
+
+def test_train_batch_resizes_ppo_variants_and_leaves_dqn_alone():
+    from benchmarks.learning import VARIANTS, sized
+
+    small = sized(VARIANTS["wave1"], 128).hparams
+    assert (small["train_batch_size_per_learner"], small["minibatch_size"]) == (128, 128)
+    assert small["num_epochs"] == VARIANTS["wave1"].hparams["num_epochs"]
+    large = sized(VARIANTS["defaults"], 8192).hparams
+    assert large["train_batch_size_per_learner"] == 8192
+    assert large["minibatch_size"] == PPO_DEFAULTS["minibatch_size"]
+    assert sized(VARIANTS["dqn-defaults"], 128) == VARIANTS["dqn-defaults"]
+    assert sized(VARIANTS["wave1"], None) == VARIANTS["wave1"]
 
 
 def _record_random_play(demos: Path, steps: int = 40) -> None:
