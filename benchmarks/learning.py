@@ -50,7 +50,7 @@ from algos.builders import BUILDERS, PPO_DEFAULTS
 from algos.checkpoints import load_policy
 from algos.evaluate import Protocol, evaluate, int_in
 from algos.imitation import clone
-from benchmarks import ray_running
+from benchmarks import ray_running, with_train_batch
 from callbacks.episode_recorder import EpisodeRecorder
 from callbacks.records import EPISODES_KEY, episode_ending, metric_key
 from envs import register_mario_env, validate_env_config
@@ -422,6 +422,22 @@ def _parser() -> argparse.ArgumentParser:
         help="trainer configurations to run side by side, PPO and DQN alike "
         "(default: the algo's defaults)",
     )
+    _add_budget_flags(parser)
+    _add_evaluation_flags(parser)
+    parser.add_argument("--out", help="keep each trial's iterations and evaluated checkpoints here")
+    parser.add_argument("--json", action="store_true", help="print JSON, not tables")
+    parser.add_argument(
+        "--continue",
+        dest="resume",
+        action="store_true",
+        help="go on from the final checkpoint and curve each trial left in --out",
+    )
+    _add_speed_flags(parser)
+    _add_imitation_flags(parser)
+    return parser
+
+
+def _add_budget_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env-steps", type=int_in(1), default=500_000)
     parser.add_argument("--seeds", type=int_in(1), default=1, help="seeds per variant")
     parser.add_argument(
@@ -436,6 +452,9 @@ def _parser() -> argparse.ArgumentParser:
         type=_minutes,
         help="end training after this many minutes even short of --env-steps, then evaluate",
     )
+
+
+def _add_evaluation_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--eval-episodes",
         type=int_in(0, 1000),
@@ -451,19 +470,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="also evaluate where the curve first reaches N env steps (repeatable)",
     )
-    parser.add_argument("--out", help="keep each trial's iterations and evaluated checkpoints here")
-    parser.add_argument("--json", action="store_true", help="print JSON, not tables")
+
+
+def _add_speed_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--whole-machine",
         action="store_true",
         help="one trial with every core (an env runner per core): the speed a user with one "
         "trial gets; needs a single variant and seed",
-    )
-    parser.add_argument(
-        "--continue",
-        dest="resume",
-        action="store_true",
-        help="go on from the final checkpoint and curve each trial left in --out",
     )
     parser.add_argument(
         "--train-batch",
@@ -472,23 +486,14 @@ def _parser() -> argparse.ArgumentParser:
         help="PPO variants' env steps per iteration (default: each variant's); a quick check of "
         "this script, not a learning figure",
     )
-    _add_imitation_flags(parser)
-    return parser
 
 
 def sized(variant: Variant, train_batch: int | None) -> Variant:
     """``variant`` with ``train_batch`` env steps per iteration (PPO; minibatches no larger)."""
     if train_batch is None or variant.algo != "PPO":
         return variant
-    minibatch = variant.hparams.get("minibatch_size", PPO_DEFAULTS["minibatch_size"])
-    return replace(
-        variant,
-        hparams={
-            **variant.hparams,
-            "train_batch_size_per_learner": train_batch,
-            "minibatch_size": min(minibatch, train_batch),
-        },
-    )
+    hparams = {"minibatch_size": PPO_DEFAULTS["minibatch_size"], **variant.hparams}
+    return replace(variant, hparams=with_train_batch(hparams, train_batch))
 
 
 def _add_imitation_flags(parser: argparse.ArgumentParser) -> None:

@@ -39,7 +39,7 @@ import numpy as np
 import psutil
 
 from algos import DQN_DEFAULTS, PPO_DEFAULTS, Resources, dqn_config, ppo_config
-from benchmarks import ray_running
+from benchmarks import ray_running, with_train_batch
 from benchmarks.env_throughput import emulator_share
 from benchmarks.env_throughput import measure as measure_env
 from envs import MarioEnv, register_mario_env, validate_env_config
@@ -327,8 +327,7 @@ def _hparams(args: argparse.Namespace) -> tuple[dict, dict]:
     ppo_hp = {**PPO_DEFAULTS, "num_env_runners": args.cores}
     dqn_hp = {**DQN_DEFAULTS, "num_env_runners": args.cores}
     if args.train_batch:
-        ppo_hp["train_batch_size_per_learner"] = args.train_batch
-        ppo_hp["minibatch_size"] = min(ppo_hp["minibatch_size"], args.train_batch)
+        ppo_hp = with_train_batch(ppo_hp, args.train_batch)
     if args.envs_per_runner:
         ppo_hp["num_envs_per_env_runner"] = dqn_hp["num_envs_per_env_runner"] = args.envs_per_runner
     return ppo_hp, dqn_hp
