@@ -239,38 +239,32 @@ def train_trial(
     the cloned module weights it starts from and their BC figures (``clone_all``)."""
     init, bc = clone or (None, None)
     algo = build_algo(variant, seed=seed, env_steps=env_steps, cores=cores, init=init)
-    max_steps = algo.config.env_config.get("max_episode_steps", 4500)
     stem = Path(out or ".") / f"{name}-{variant.algo}-seed{seed}"
     iterations, log = _open_curve(algo, stem, resume=resume) if out else ([], None)
-    evaluations, steps = [], iterations[-1]["env_steps"] if iterations else 0
-    pending = sorted(n for n in eval_at if steps < n < env_steps) if eval_episodes else []
-    # moved forward by each evaluation: time_s counts training only, the earlier run's included
-    trained_before = iterations[-1]["time_s"] if iterations else 0
-    start = time.monotonic() - trained_before
-    try:
-        while steps < env_steps and (
-            seconds is None or time.monotonic() - start - trained_before < seconds
-        ):
-            row = iteration_row(
-                algo.train(), time_s=time.monotonic() - start, max_episode_steps=max_steps
-            )
-            steps = row["env_steps"]
-            iterations.append(row)
-            _append(log, row)
-            if pending and steps >= pending[0]:  # one evaluation however many it crossed
-                paused = time.monotonic()
-                kept = Path(f"{stem}-at{pending[0]}-checkpoint") if out else None
-                evaluations.append(
-                    evaluate_algo(algo, env_steps=steps, episodes=eval_episodes, kept=kept)
-                )
-                start += time.monotonic() - paused
-                pending = [n for n in pending if n > steps]
-        train_s = time.monotonic() - start
-        if eval_episodes:
-            kept = Path(f"{stem}-checkpoint") if out else None
+    evaluations: list[dict] = []
+    done = iterations[-1]["env_steps"] if iterations else 0
+    pending = sorted(n for n in eval_at if done < n < env_steps) if eval_episodes else []
+
+    def evaluate_when_due(steps: int) -> None:
+        if pending and steps >= pending[0]:  # one evaluation however many it crossed
+            kept = Path(f"{stem}-at{pending[0]}-checkpoint") if out else None
             evaluations.append(
                 evaluate_algo(algo, env_steps=steps, episodes=eval_episodes, kept=kept)
             )
+            pending[:] = [n for n in pending if n > steps]
+
+    try:
+        train_s = _train(
+            algo, iterations, log, env_steps=env_steps, seconds=seconds, after=evaluate_when_due
+        )
+        steps = iterations[-1]["env_steps"]
+        kept = Path(f"{stem}-checkpoint") if out else None
+        if eval_episodes:
+            evaluations.append(
+                evaluate_algo(algo, env_steps=steps, episodes=eval_episodes, kept=kept)
+            )
+        elif kept is not None:  # --continue picks the curve up from it
+            algo.save_to_path(str(kept))
     finally:
         algo.stop()
         if log is not None:
@@ -281,6 +275,29 @@ def train_trial(
         "iterations": iterations,
         "evaluations": evaluations,
     }
+
+
+def _train(algo, iterations: list[dict], log, *, env_steps: int, seconds: float | None, after):
+    """Train on from ``iterations`` until ``env_steps``, or for ``seconds`` of this run's
+    training; ``after(env_steps)`` runs after each iteration, its time not counted as training.
+    Returns the curve's training seconds, an earlier run's included (``time_s`` of each row)."""
+    max_steps = algo.config.env_config.get("max_episode_steps", 4500)
+    trained_before = iterations[-1]["time_s"] if iterations else 0
+    steps = iterations[-1]["env_steps"] if iterations else 0
+    start = time.monotonic() - trained_before  # moved forward by each ``after``
+    while steps < env_steps and (
+        seconds is None or time.monotonic() - start - trained_before < seconds
+    ):
+        row = iteration_row(
+            algo.train(), time_s=time.monotonic() - start, max_episode_steps=max_steps
+        )
+        steps = row["env_steps"]
+        iterations.append(row)
+        _append(log, row)
+        paused = time.monotonic()
+        after(steps)
+        start += time.monotonic() - paused
+    return time.monotonic() - start
 
 
 def _append(log, row: dict) -> None:

@@ -223,13 +223,14 @@ def test_learning_benchmark_prints_a_curve_first_flag_and_an_evaluation(tmp_path
     # its --minutes are its own (the curve already holds more than `seconds` of training).
     [ppo] = [raw for raw in out["raw"] if raw["algo"] == "PPO"]
     before = ppo["iterations"]
-    log = tmp_path / "wave1-PPO-seed3.jsonl"
+    log, final = tmp_path / "wave1-PPO-seed3.jsonl", tmp_path / "wave1-PPO-seed3-checkpoint"
+    kept_at = _newest_write(final)
     resumed = json.loads(
         _run(
             "learning.py",
             *("--variant", "wave1", "--first-seed", "3", "--continue", "--out", str(tmp_path)),
             *("--env-steps", str(before[-1]["env_steps"] + 1), "--minutes", str(seconds / 60)),
-            *("--eval-episodes", "1", "--json"),
+            *("--eval-episodes", "0", "--json"),
             timeout=600,
         )
     )
@@ -239,6 +240,12 @@ def test_learning_benchmark_prints_a_curve_first_flag_and_an_evaluation(tmp_path
     assert after[-1]["env_steps"] > before[-1]["env_steps"]
     assert after[-1]["time_s"] > before[-1]["time_s"]
     assert resumed["raw"][0]["iterations"] == after
+    # Without an evaluation the final checkpoint is still kept, for the next --continue.
+    assert _newest_write(final) > kept_at and load_policy(final).algo == "PPO"
+
+
+def _newest_write(folder: Path) -> int:
+    return max(path.stat().st_mtime_ns for path in folder.rglob("*"))
 
 
 def test_train_batch_resizes_ppo_variants_and_leaves_dqn_alone():
