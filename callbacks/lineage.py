@@ -23,7 +23,8 @@ class LineageEvent(TypedDict):
     env_steps: int | None
     donor: str
     donor_iteration: int
-    """The donor's iteration of the copied checkpoint: the member continues from there."""
+    """The donor's iteration in the result PBT last scored it by (as a rule, the copied
+    checkpoint's)."""
     donor_env_steps: int | None
     checkpoint: str | None
     metric: float | None

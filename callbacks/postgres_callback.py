@@ -141,6 +141,10 @@ class PostgresCallback(Callback):
         self.lineage = lineage
         self.imitation = dict(imitation or {})
         self._offsets: dict[str, int] = {}
+        """Per PBT member, stored minus reported ``training_iteration``: an exploit restores the
+        donor's checkpoint, its counter included, and the member's timeline goes on unbroken."""
+        self._next_after_exploit: dict[str, int] = {}
+        """Per member exploited since its last result: the stored iteration its next result is."""
         self.spill_dir = spill_dir
         self.flush_timeout_s = flush_timeout_s
         self.sweep_id: int | None = None
@@ -208,6 +212,7 @@ class PostgresCallback(Callback):
         episodes = result.pop(EPISODES_KEY, None) or []
         evaluation = result.pop(EVALUATION_KEY, None) or []
         row = iteration_row(result, metric=self.metric)
+        self._shift_after_exploit(trial.trial_id, row["training_iteration"])
         offset = self._offsets.get(trial.trial_id, 0)
         if offset:
             row["training_iteration"] += offset
@@ -255,18 +260,30 @@ class PostgresCallback(Callback):
             self._write_exploits()
 
     def _write_exploits(self) -> None:
-        """Store the exploits published since the last call; shift each member's timeline.
+        """Store the exploits published since the last call; each member's next result is
+        numbered on from the one that was replaced (``_shift_after_exploit``).
 
         Called after each result: Tune runs the scheduler (which exploits only the trial that
         reported) before the callbacks, so that result's events are here already."""
         for event in drain(self.sweep["name"]):
             trial_id = event["trial_id"]
             stored = event["training_iteration"] + self._offsets.get(trial_id, 0)
-            self._offsets[trial_id] = stored - event["donor_iteration"]
+            self._next_after_exploit[trial_id] = stored + 1
             row = {key: value for key, value in event.items() if key != "trial_id"}
             self._require_store().write_lineage(
                 trial_id, {**row, "training_iteration": stored, "kind": "exploit"}
             )
+
+    def _shift_after_exploit(self, trial_id: str, reported: int) -> None:
+        """Number a member's first result after an exploit next in its own timeline.
+
+        The counter it reports is the one of the checkpoint it was restored from (RLlib's
+        ``set_state``). The donor's last result that PBT scored need not name that iteration, and
+        a shift taken from it once left a gap in a member's stored iterations; so the shift is
+        taken from the member's own result."""
+        expected = self._next_after_exploit.pop(trial_id, None)
+        if expected is not None:
+            self._offsets[trial_id] = expected - reported
 
     def on_checkpoint(
         self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any
@@ -320,11 +337,13 @@ class PostgresCallback(Callback):
             "sweep_id": self.sweep_id,
             "trials": {trial_id: asdict(p) for trial_id, p in self._trials.items()},
             "offsets": dict(self._offsets),
+            "next_after_exploit": dict(self._next_after_exploit),
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.sweep_id = state.get("sweep_id")
         self._offsets = dict(state.get("offsets", {}))
+        self._next_after_exploit = dict(state.get("next_after_exploit", {}))
         self._trials = {
             trial_id: _TrialProgress(**fields) for trial_id, fields in state["trials"].items()
         }

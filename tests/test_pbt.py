@@ -114,8 +114,10 @@ def test_an_interrupted_pb2_sweep_resumes_its_population_with_lineage_exactly_on
     everything else, and ``tests/test_decisions.py`` restores both.)"""
     # 4 members x 8 iterations of 256 env steps, perturbed every 512: interrupted after the
     # first exploit, the rest of the population's perturbations happen after the resume.
-    # (Perturbed after every iteration, a member's stored iterations once read 1, 2, 3, 5 after
-    # the resume: an exploit's shift of its timeline can still miss; see stop 39's note.)
+    # (Perturbed after every iteration, a member's stored iterations once read 1, 2, 3, 5: the
+    # shift after an exploit came from the donor's last scored result, not from the counter the
+    # member restored. It now comes from the member's own next result, which
+    # tests/test_postgres_callback.py checks hook by hook.)
     args = [
         "--smoke",
         "--scheduler",

@@ -11,6 +11,7 @@ import pytest
 import ray.cloudpickle
 from ray import tune
 
+from callbacks.lineage import LineageEvent, publish
 from callbacks.postgres_callback import PostgresCallback
 from callbacks.store import prepare_database
 
@@ -351,6 +352,50 @@ def test_a_restore_reopens_the_same_sweep_row_and_keeps_the_best_metric(fresh_db
     assert query(fresh_db_url, "SELECT id, status FROM mario_sweeps.sweeps") == [
         (state["sweep_id"], "finished")
     ]
+
+
+def exploit(trial_id: str, *, iteration: int, donor_iteration: int) -> LineageEvent:
+    """What ``sweeps.pbt`` publishes when ``trial_id`` copies donor t9's checkpoint."""
+    return {
+        "trial_id": trial_id,
+        "training_iteration": iteration,
+        "env_steps": 100 * iteration,
+        "donor": "t9",
+        "donor_iteration": donor_iteration,
+        "donor_env_steps": 100 * donor_iteration,
+        "checkpoint": None,
+        "metric": 1.0,
+        "donor_metric": 2.0,
+        "old_params": {"lr": 1e-4},
+        "donor_params": {"lr": 2e-4},
+        "new_params": {"lr": 3e-4},
+    }
+
+
+@pytest.mark.parametrize("resumed_before_the_next_result", [False, True])
+def test_an_exploited_members_next_result_follows_the_exploit_whatever_counter_it_restored(
+    fresh_db_url, tmp_path, resumed_before_the_next_result
+):
+    """PBT scored the donor at its iteration 1, but the checkpoint the member restored holds
+    iteration 2: the member's next result reports 3 and is stored as 4, right after the exploit
+    at its iteration 3, with or without a resume in between."""
+    callback = make_callback(fresh_db_url, tmp_path, lineage=True)
+    trial = FakeTrial("t1")
+    run_trial(callback, trial, [1.0, 2.0], steps=200)
+    publish("sweep", exploit("t1", iteration=3, donor_iteration=1))  # the scheduler, then us
+    callback.on_trial_result(0, [trial], trial, result(3, metric=1.0, env_steps=300, episodes=[]))
+    if resumed_before_the_next_result:
+        state = json.loads(json.dumps(callback.get_state()))
+        callback.on_experiment_end([trial])
+        callback = make_callback(fresh_db_url, tmp_path, lineage=True, state=state)
+    callback.on_trial_start(0, [trial], trial)  # restarted from the donor's checkpoint
+    for reported in (3, 4):
+        delivered = result(reported, metric=2.0, env_steps=100 * reported, episodes=[])
+        callback.on_trial_result(0, [trial], trial, delivered)
+    callback.on_experiment_end([])
+    stored = "SELECT training_iteration FROM mario_sweeps.{} WHERE trial_id = 't1' ORDER BY 1"
+    assert query(fresh_db_url, stored.format("iterations")) == [(1,), (2,), (3,), (4,), (5,)]
+    assert query(fresh_db_url, stored.format("lineage")) == [(3,)]
 
 
 class CollapseAtSecondIteration(tune.Stopper):
