@@ -137,6 +137,12 @@ VARIANTS["flag-sticky-bc"] = replace(
     "leaves the value head untrained; its first errors should not overwrite the cloned convs)",
 )
 
+VARIANTS["flag-sticky-bc-4epochs"] = replace(
+    VARIANTS["flag-sticky-bc"],
+    hparams={**VARIANTS["flag-sticky-bc"].hparams, "num_epochs": 4},
+    doc="flag-sticky-bc with 4 epochs per batch, not 8: the learner's half of each iteration "
+    "halved; does it learn as much per env step?",
+)
 VARIANTS["flag-bc"] = replace(
     VARIANTS["flag"],
     hparams={**VARIANTS["flag"].hparams, "vf_loss_coeff": 0.1},
