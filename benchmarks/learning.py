@@ -27,8 +27,9 @@ checkpoint and curve an earlier run left in ``--out`` and trains it on to ``--en
 split over two working days is one curve; the env runners' random streams restart, so it is the
 same trial statistically, not bit for bit).
 
-Variants (``VARIANTS``): ``defaults`` is whatever ``PPO_DEFAULTS``/``DQN_DEFAULTS`` are today;
-``wave1`` is the PPO configuration of wave 1, frozen, the baseline every change is measured against.
+Variants (``benchmarks/variants.py``): ``defaults`` is whatever ``PPO_DEFAULTS``/``DQN_DEFAULTS``
+are today; ``wave1`` is the PPO configuration of wave 1, frozen, the baseline every change is
+measured against.
 """
 
 import argparse
@@ -37,7 +38,7 @@ import math
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +47,13 @@ import torch
 from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 
 from algos import Resources
-from algos.builders import BUILDERS, PPO_DEFAULTS
+from algos.builders import BUILDERS
 from algos.checkpoints import load_policy
 from algos.evaluate import Protocol, evaluate, int_in
 from algos.imitation import clone
-from benchmarks import ray_running, with_train_batch
+from benchmarks import ray_running
+from benchmarks.learning_report import format_trial, summary
+from benchmarks.variants import VARIANTS, Variant, sized
 from callbacks.episode_recorder import EpisodeRecorder
 from callbacks.records import EPISODES_KEY, episode_ending, metric_key
 from envs import register_mario_env, validate_env_config
@@ -59,96 +62,6 @@ from envs.demonstrations import DemoError, check_demonstrations
 
 CORES = 2
 """This machine's; trials side by side share them."""
-WINDOW = 25_000
-"""Env steps per row of the printed curve."""
-
-
-@dataclass(frozen=True)
-class Variant:
-    """A trainer configuration: hyperparameters and env options over the builder's defaults."""
-
-    algo: str
-    hparams: dict[str, Any] = field(default_factory=dict)
-    env_config: dict[str, Any] = field(default_factory=dict)
-    doc: str = ""
-    clone: bool = False
-    """Start from behaviour cloning of ``--demos`` (``--bc-iterations`` of it), not from scratch."""
-
-
-VARIANTS: dict[str, Variant] = {
-    "defaults": Variant("PPO", doc="PPO_DEFAULTS and the env defaults of today"),
-    "dqn-defaults": Variant("DQN", doc="DQN_DEFAULTS and the env defaults of today"),
-    "wave1": Variant(
-        "PPO",
-        hparams={
-            "lr": 2.5e-4,
-            "gamma": 0.95,
-            "lambda_": 0.95,
-            "entropy_coeff": 0.01,
-            "train_batch_size_per_learner": 1024,
-            "minibatch_size": 256,
-            "num_epochs": 4,
-        },
-        env_config={"action_set": "simple", "reward_scale": 0.1},
-        doc="wave 1's PPO defaults (gamma 0.95, batch 1024 x 4 epochs, simple actions)",
-    ),
-    "public": Variant(
-        "PPO",
-        hparams={
-            "lr": 2.5e-4,
-            "gamma": 0.9,
-            "lambda_": 0.95,
-            "entropy_coeff": 0.01,
-            "train_batch_size_per_learner": 2048,
-            "minibatch_size": 256,
-            "num_epochs": 8,
-        },
-        env_config={"action_set": "right_only", "reward_scale": 0.1},
-        doc="what public 1-1 PPO agents share: gamma 0.9, 2048-step batches x 8 epochs, "
-        "right-only actions",
-    ),
-    "flag": Variant(
-        "PPO",
-        hparams={
-            "lr": [[0, 2.5e-4], [1_000_000, 1e-4]],
-            "gamma": 0.9,
-            "lambda_": 0.95,
-            "entropy_coeff": [[0, 0.01], [1_000_000, 1e-3]],
-            "train_batch_size_per_learner": 2048,
-            "minibatch_size": 256,
-            "num_epochs": 8,
-        },
-        env_config={"action_set": "right_only", "reward_scale": 0.1, "flag_bonus": 50.0},
-        doc="public, plus +50 at the flag and lr 2.5e-4 -> 1e-4, entropy 0.01 -> 1e-3 "
-        "over 1M env steps (the best public 1-1 recipes' bonus and decays)",
-    ),
-}
-VARIANTS["flag-sticky"] = replace(
-    VARIANTS["flag"],
-    env_config={**VARIANTS["flag"].env_config, "sticky_actions": 0.25, "noop_max": 30},
-    doc="flag, trained under the evaluation protocol's sticky actions (0.25) and 0-30 no-op "
-    "starts, so it cannot learn a frame-exact route",
-)
-VARIANTS["flag-sticky-bc"] = replace(
-    VARIANTS["flag-sticky"],
-    hparams={**VARIANTS["flag-sticky"].hparams, "vf_loss_coeff": 0.1},
-    clone=True,
-    doc="flag-sticky starting from behaviour cloning of --demos, value coefficient 0.1 (BC "
-    "leaves the value head untrained; its first errors should not overwrite the cloned convs)",
-)
-
-VARIANTS["flag-sticky-bc-4epochs"] = replace(
-    VARIANTS["flag-sticky-bc"],
-    hparams={**VARIANTS["flag-sticky-bc"].hparams, "num_epochs": 4},
-    doc="flag-sticky-bc with 4 epochs per batch, not 8: the learner's half of each iteration "
-    "halved; does it learn as much per env step?",
-)
-VARIANTS["flag-bc"] = replace(
-    VARIANTS["flag"],
-    hparams={**VARIANTS["flag"].hparams, "vf_loss_coeff": 0.1},
-    clone=True,
-    doc="flag from behaviour cloning of --demos, value coefficient 0.1 (as flag-sticky-bc)",
-)
 
 
 EVAL_PROTOCOLS = (Protocol(), Protocol(sample=True))
@@ -313,103 +226,6 @@ def _append(log, row: dict) -> None:
         log.flush()
 
 
-def windows(iterations: list[dict], size: int = WINDOW) -> list[dict]:
-    """The curve in rows of ``size`` env steps: each row holds the episodes that ended in it."""
-    rows: dict[int, dict] = {}
-    for it in iterations:
-        end = math.ceil(it["env_steps"] / size) * size
-        row = rows.setdefault(end, {"env_steps": end, "time_s": 0.0, "x_pos": [], "endings": {}})
-        row["time_s"] = it["time_s"]
-        for x_pos, how, _ in it["episodes"]:
-            row["x_pos"].append(x_pos)
-            row["endings"][how] = row["endings"].get(how, 0) + 1
-    return [rows[k] for k in sorted(rows)]
-
-
-def first_flag(iterations: list[dict]) -> tuple[int, float] | None:
-    """(env steps, wall seconds) of the first iteration in which an episode reached the flag."""
-    for it in iterations:
-        if any(how == "flag" for _, how, _ in it["episodes"]):
-            return it["env_steps"], it["time_s"]
-    return None
-
-
-def flag_rate_since(iterations: list[dict], env_steps: int) -> float:
-    """Flags per episode over the episodes that ended after ``env_steps``."""
-    ends = [how for it in iterations if it["env_steps"] > env_steps for _, how, _ in it["episodes"]]
-    return sum(how == "flag" for how in ends) / len(ends) if ends else math.nan
-
-
-def summary(trial: dict) -> dict:
-    """The figures a reader compares: speed, first flag, last-50k flag rate, the evaluation."""
-    its = trial["iterations"]
-    steps = its[-1]["env_steps"] if its else 0
-    flag = first_flag(its)
-    return {
-        "variant": trial["variant"],
-        "seed": trial["seed"],
-        "env_steps": steps,
-        "train_s": trial["train_s"],
-        "env_steps_per_s": round(steps / trial["train_s"], 1) if trial["train_s"] else None,
-        "episodes": sum(len(it["episodes"]) for it in its),
-        "first_flag_env_steps": flag[0] if flag else None,
-        "first_flag_s": flag[1] if flag else None,
-        "flag_rate_last_50k": flag_rate_since(its, steps - 50_000),
-        "bc": trial.get("bc"),
-        "evaluations": [
-            {
-                "env_steps": at["env_steps"],
-                "protocol": protocol,
-                "episodes": len(ev),
-                "x_pos_mean": sum(e["x_pos"] for e in ev) / len(ev),
-                "flag_rate": sum(e["flag_get"] for e in ev) / len(ev),
-            }
-            for at in trial["evaluations"]
-            for protocol, ev in at["results"].items()
-        ],
-    }
-
-
-def format_trial(trial: dict) -> str:
-    s = summary(trial)
-    lines = [
-        f"== {trial['variant']} ({trial['algo']}, seed {trial['seed']}): {trial['doc']}",
-        f"{'env steps':>10} {'wall':>7} {'episodes':>8} {'x_pos mean':>10} {'x_pos max':>9} "
-        f"{'flags':>5} {'death':>6} {'time-out':>8}",
-    ]
-    for row in windows(trial["iterations"]):
-        xs, ends = row["x_pos"], row["endings"]
-        mean = f"{sum(xs) / len(xs):,.0f}" if xs else "-"
-        lines.append(
-            f"{row['env_steps']:>10,} {row['time_s'] / 60:>6.1f}m {len(xs):>8} {mean:>10} "
-            f"{max(xs, default=0):>9,} {ends.get('flag', 0):>5} {ends.get('death', 0):>6} "
-            f"{ends.get('time-out', 0):>8}"
-        )
-    flag = (
-        f"{s['first_flag_env_steps']:,} env steps, {s['first_flag_s'] / 60:.1f} min"
-        if s["first_flag_env_steps"] is not None
-        else "none"
-    )
-    lines.append(
-        f"first flag: {flag}; {s['env_steps_per_s']} env steps/s; training flag rate over the "
-        f"last 50k steps {s['flag_rate_last_50k']:.1%}"
-    )
-    if s["bc"]:
-        bc = s["bc"]
-        lines.insert(
-            1,
-            f"behaviour cloning first: {bc['iterations']} iterations in {bc['seconds']:.0f} s "
-            f"(no env steps), policy loss {bc['policy_loss'][0]} -> {bc['policy_loss'][-1]}",
-        )
-    for ev in s["evaluations"]:
-        lines.append(
-            f"evaluation at {ev['env_steps']:,} env steps, {ev['episodes']} episodes "
-            f"({ev['protocol']}): mean x_pos "
-            f"{ev['x_pos_mean']:,.0f}, flag rate {ev['flag_rate']:.0%}"
-        )
-    return "\n".join(lines)
-
-
 def _minutes(text: str) -> float:
     try:
         value = float(text)
@@ -509,14 +325,6 @@ def _add_speed_flags(parser: argparse.ArgumentParser) -> None:
         help="PPO variants' env steps per iteration (default: each variant's); a quick check of "
         "this script, not a learning figure",
     )
-
-
-def sized(variant: Variant, train_batch: int | None) -> Variant:
-    """``variant`` with ``train_batch`` env steps per iteration (PPO; minibatches no larger)."""
-    if train_batch is None or variant.algo != "PPO":
-        return variant
-    hparams = {"minibatch_size": PPO_DEFAULTS["minibatch_size"], **variant.hparams}
-    return replace(variant, hparams=with_train_batch(hparams, train_batch))
 
 
 def _add_imitation_flags(parser: argparse.ArgumentParser) -> None:

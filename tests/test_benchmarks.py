@@ -249,7 +249,7 @@ def _newest_write(folder: Path) -> int:
 
 
 def test_train_batch_resizes_ppo_variants_and_leaves_dqn_alone():
-    from benchmarks.learning import VARIANTS, sized
+    from benchmarks.variants import VARIANTS, sized
 
     small = sized(VARIANTS["wave1"], 128).hparams
     assert (small["train_batch_size_per_learner"], small["minibatch_size"]) == (128, 128)
@@ -263,7 +263,7 @@ def test_train_batch_resizes_ppo_variants_and_leaves_dqn_alone():
 
 def _record_random_play(demos: Path, steps: int = 40) -> None:
     """Demonstrations in the format of the clone variant's trainer: a few random steps."""
-    from benchmarks.learning import VARIANTS
+    from benchmarks.variants import VARIANTS
     from envs import MarioEnv, validate_env_config
     from envs.config import training_env_config
     from envs.demonstrations import DemoRecorder
