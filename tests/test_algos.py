@@ -276,7 +276,7 @@ def test_export_refuses_an_existing_destination_and_a_missing_checkpoint(tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]  # no dest, no temporary dir
 
 
-PRETRAINED_FLAG_SEED = 7
+PRETRAINED_FLAG_SEED = 4
 """A seed whose greedy protocol episode of the pretrained agent reaches the flag (BENCHMARKS.md,
 "The pretrained agent": its evaluation, episode by episode)."""
 
