@@ -22,6 +22,7 @@ from algos import DQN_DEFAULTS, PPO_DEFAULTS, Resources, dqn_config, ppo_config
 from algos.model import MarioPPOModule
 from benchmarks import run
 from benchmarks.env_throughput import raw_frames_per_second, wrapped_steps_per_second
+from benchmarks.measure import training_steps_per_second, warm_up
 from envs import MarioEnv, register_mario_env
 
 TASK = run.TASK
@@ -100,7 +101,7 @@ def ablate_learner(iterations: int, rounds: int, threads: int) -> None:
         for name, change in variants.items():
             config = change(ppo_config(hparams=hparams, resources=Resources.whole_machine(2)))
             algo = config.build_algo()
-            row = run.training_steps_per_second(algo, iterations, run.warm_up(algo))
+            row = training_steps_per_second(algo, iterations, warm_up(algo))
             algo.stop()
             print(
                 f"{name:<14} torch threads {threads}: PPO {row['env_steps_per_s']:6.1f} steps/s, "
@@ -160,7 +161,7 @@ def ablate_dqn_learner(iterations: int, rounds: int) -> None:
         for name, change in variants.items():
             config = dqn_config(hparams={"num_steps_sampled_before_learning_starts": 1000})
             algo = change(config).build_algo()
-            row = run.training_steps_per_second(algo, iterations, run.warm_up(algo, 1000))
+            row = training_steps_per_second(algo, iterations, warm_up(algo, 1000))
             algo.stop()
             print(
                 f"{name:<14} DQN {row['env_steps_per_s']:6.1f} steps/s, learner "
