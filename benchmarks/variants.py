@@ -69,29 +69,41 @@ VARIANTS: dict[str, Variant] = {
         "over 1M env steps (the best public 1-1 recipes' bonus and decays)",
     ),
 }
-VARIANTS["flag-sticky"] = replace(
-    VARIANTS["flag"],
-    env_config={**VARIANTS["flag"].env_config, "sticky_actions": 0.25, "noop_max": 30},
+
+
+def derived(base: str, *, hparams: dict | None = None, env_config: dict | None = None, **fields):
+    """``VARIANTS[base]`` with the given hyperparameters and env options changed, the rest kept."""
+    parent = VARIANTS[base]
+    return replace(
+        parent,
+        hparams={**parent.hparams, **(hparams or {})},
+        env_config={**parent.env_config, **(env_config or {})},
+        **fields,
+    )
+
+
+VARIANTS["flag-sticky"] = derived(
+    "flag",
+    env_config={"sticky_actions": 0.25, "noop_max": 30},
     doc="flag, trained under the evaluation protocol's sticky actions (0.25) and 0-30 no-op "
     "starts, so it cannot learn a frame-exact route",
 )
-VARIANTS["flag-sticky-bc"] = replace(
-    VARIANTS["flag-sticky"],
-    hparams={**VARIANTS["flag-sticky"].hparams, "vf_loss_coeff": 0.1},
+VARIANTS["flag-sticky-bc"] = derived(
+    "flag-sticky",
+    hparams={"vf_loss_coeff": 0.1},
     clone=True,
     doc="flag-sticky starting from behaviour cloning of --demos, value coefficient 0.1 (BC "
     "leaves the value head untrained; its first errors should not overwrite the cloned convs)",
 )
-
-VARIANTS["flag-sticky-bc-4epochs"] = replace(
-    VARIANTS["flag-sticky-bc"],
-    hparams={**VARIANTS["flag-sticky-bc"].hparams, "num_epochs": 4},
+VARIANTS["flag-sticky-bc-4epochs"] = derived(
+    "flag-sticky-bc",
+    hparams={"num_epochs": 4},
     doc="flag-sticky-bc with 4 epochs per batch, not 8: the learner's half of each iteration "
     "halved; does it learn as much per env step?",
 )
-VARIANTS["flag-bc"] = replace(
-    VARIANTS["flag"],
-    hparams={**VARIANTS["flag"].hparams, "vf_loss_coeff": 0.1},
+VARIANTS["flag-bc"] = derived(
+    "flag",
+    hparams={"vf_loss_coeff": 0.1},
     clone=True,
     doc="flag from behaviour cloning of --demos, value coefficient 0.1 (as flag-sticky-bc)",
 )
