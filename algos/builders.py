@@ -285,6 +285,9 @@ def _common[C: AlgorithmConfig](
             num_envs_per_env_runner=hp.pop("num_envs_per_env_runner"),
             # RLlib types these as ints; fractions of a CPU are what Ray schedules on.
             num_cpus_per_env_runner=resources.cpus_per_env_runner,  # type: ignore[arg-type]
+            # RLlib drops a sample slower than 60 s and trains on nothing that iteration (a CI
+            # run on a loaded machine got an iteration of 0 env steps): wait for it instead.
+            sample_timeout_s=None,
             **(
                 {"rollout_fragment_length": hp.pop("rollout_fragment_length")}
                 if "rollout_fragment_length" in hp

@@ -447,6 +447,13 @@ def test_default_trial_fits_in_one_cpu():
         assert request.required_resources.get("CPU") == 1.0
 
 
+def test_a_slow_sample_is_waited_for_not_dropped():
+    # RLlib's default (60 s) drops a late sample: on a loaded machine an iteration then trained
+    # on nothing and reported 0 env steps (a CI failure). Both trainers wait however long it takes.
+    for build in (ppo_config, dqn_config):
+        assert build().sample_timeout_s is None
+
+
 def test_the_fast_learner_path_updates_parameters_exactly_as_rllibs_own_path():
     """``_FastTorchLearner.apply_gradients`` uses RLlib internals (``_params``,
     ``_module_optimizers``); if RLlib changes under it, this fails before a sweep learns wrong."""
