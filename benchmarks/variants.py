@@ -101,6 +101,12 @@ VARIANTS["flag-sticky-bc-4epochs"] = derived(
     doc="flag-sticky-bc with 4 epochs per batch, not 8: the learner's half of each iteration "
     "halved; does it learn as much per env step?",
 )
+VARIANTS["flag-sticky-bc-gamma095"] = derived(
+    "flag-sticky-bc",
+    hparams={"gamma": 0.95},
+    doc="flag-sticky-bc with wave 1's gamma 0.95, not the public recipes' 0.9: did the shorter "
+    "horizon do part of the work?",
+)
 VARIANTS["flag-bc"] = derived(
     "flag",
     hparams={"vf_loss_coeff": 0.1},
